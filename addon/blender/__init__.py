@@ -1,0 +1,15 @@
+"""Everything that touches bpy. Registration walks the modules in dependency order."""
+
+from . import preferences
+
+_MODULES = (preferences,)
+
+
+def register() -> None:
+    for module in _MODULES:
+        module.register()
+
+
+def unregister() -> None:
+    for module in reversed(_MODULES):
+        module.unregister()

@@ -1,0 +1,1 @@
+"""The fitting engine. Never imports bpy: it is tested with plain pytest."""

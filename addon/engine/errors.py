@@ -1,0 +1,25 @@
+"""Typed errors. Every message names the culprit and is fit to show a user as it is (UI report or console)."""
+
+
+class SceneFitError(Exception):
+    """Base of every error SceneFit raises on bad input; the UI and batch mode show its message."""
+
+
+class DistributionError(SceneFitError, ValueError):
+    """A distribution with invalid parameters (σ ≤ 0, probabilities not summing to 1, unknown kind…)."""
+
+
+class ConfigError(SceneFitError, ValueError):
+    """An invalid run setting or preset: unknown objective or estimator name, a bad number…"""
+
+
+class TargetError(SceneFitError, ValueError):
+    """A target set the engine cannot use: empty, mixed sizes or channels, NaN/inf pixels, unreadable files."""
+
+
+class FeatureExtractorError(SceneFitError, ValueError):
+    """A user-supplied feature extractor that is not a loadable TorchScript module or gives unusable output."""
+
+
+class TrainingError(SceneFitError, RuntimeError):
+    """Training went wrong (NaN loss, NaN parameters): the step is discarded and the run stops."""
