@@ -7,11 +7,9 @@ and 2x supersampling) so that images change smoothly with continuous values.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import numpy as np
-
-Renderer = Callable[..., np.ndarray]
 
 _SUPERSAMPLE = 2
 _BACKGROUND = np.array([0.08, 0.08, 0.10], dtype=np.float32)
@@ -41,8 +39,7 @@ def _coverage(signed_distance: np.ndarray, size: int) -> np.ndarray:
 
 def _compose(coverage: np.ndarray, colour: np.ndarray, size: int) -> np.ndarray:
     """Blend a (supersampled) foreground over the background and box-filter down to size × size."""
-    shade = colour if colour.ndim == 3 else colour[..., None]
-    image = _BACKGROUND + coverage[..., None] * (shade - _BACKGROUND)
+    image = _BACKGROUND + coverage[..., None] * (colour - _BACKGROUND)
     image = image.reshape(size, _SUPERSAMPLE, size, _SUPERSAMPLE, 3).mean(axis=(1, 3))
     return np.clip(image, 0.0, 1.0).astype(np.float32)
 
@@ -100,9 +97,8 @@ def arrow(values: Mapping[str, float], size: int = 32) -> np.ndarray:
     body = np.array([[0.75, 0.0], [-0.55, 0.3], [-0.55, -0.3]])
     inside = _coverage(_polygon_distance(u, v, body), size)
     tip = _coverage(0.12 - np.hypot(u - 0.75, v), size)
-    colour = np.array([0.95, 0.75, 0.2]) * inside[..., None] + np.array([0.2, 0.6, 1.0]) * tip[..., None]
-    coverage = np.maximum(inside, tip)
-    return _compose(coverage, colour / np.maximum(coverage, 1e-6)[..., None], size)
+    colour = np.array([0.95, 0.75, 0.2]) + tip[..., None] * (np.array([0.2, 0.6, 1.0]) - np.array([0.95, 0.75, 0.2]))
+    return _compose(np.maximum(inside, tip), colour, size)
 
 
 def _regular_polygon(n: int, radius: float, phase: float) -> np.ndarray:
@@ -128,7 +124,9 @@ def shape_choice(values: Mapping[str, float], size: int = 32) -> np.ndarray:
     elif name == "triangle":
         distance = _polygon_distance(x, y, _regular_polygon(3, 0.75, np.pi / 2.0))
     else:
-        distance = np.maximum(np.minimum(0.7 - np.abs(x), 0.2 - np.abs(y)), np.minimum(0.2 - np.abs(x), 0.7 - np.abs(y)))
+        bar_x = np.minimum(0.7 - np.abs(x), 0.2 - np.abs(y))
+        bar_y = np.minimum(0.2 - np.abs(x), 0.7 - np.abs(y))
+        distance = np.maximum(bar_x, bar_y)
     colours = {
         "disk": (0.9, 0.3, 0.3),
         "square": (0.3, 0.85, 0.4),
