@@ -23,3 +23,12 @@ class FeatureExtractorError(SceneFitError, ValueError):
 
 class TrainingError(SceneFitError, RuntimeError):
     """Training went wrong (NaN loss, NaN parameters): the step is discarded and the run stops."""
+
+
+class SpecError(SceneFitError, ValueError):
+    """A random-property spec that cannot be used: its ID is gone, its path does not resolve, or the property is
+    read-only, driven, animated or not a number."""
+
+
+class RenderError(SceneFitError, RuntimeError):
+    """Blender could not render a training image: no camera, an unavailable engine, or a failed render."""
