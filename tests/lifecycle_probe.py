@@ -39,11 +39,12 @@ def registered_state() -> dict:
     return {
         "types": sorted(name for name in dir(bpy.types) if name.lower().startswith("scenefit")),
         "props": sorted(f"{t.__name__}.{p.identifier}" for t in extended for p in t.bl_rna.properties),
+        # A menu nobody appended to has no _draw_funcs yet; after append+remove it lists its own draw only.
         "menus": {
-            name: len(getattr(bpy.types, name).draw._draw_funcs)
+            name: len(getattr(getattr(bpy.types, name).draw, "_draw_funcs", [None]))
             for name in dir(bpy.types)
             if name.endswith("_MT_mesh_add") or name == "WM_MT_button_context"
-            if hasattr(getattr(bpy.types, name).draw, "_draw_funcs")
+            if hasattr(getattr(bpy.types, name), "draw")
         },
     }
 

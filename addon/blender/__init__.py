@@ -1,8 +1,8 @@
 """Everything that touches bpy. Registration walks the modules in dependency order."""
 
-from . import preferences
+from . import preferences, supershape
 
-_MODULES = (preferences,)
+_MODULES = (preferences, supershape)
 
 
 def register() -> None:
