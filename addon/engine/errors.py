@@ -32,3 +32,7 @@ class SpecError(SceneFitError, ValueError):
 
 class RenderError(SceneFitError, RuntimeError):
     """Blender could not render a training image: no camera, an unavailable engine, or a failed render."""
+
+
+class ReportError(SceneFitError, RuntimeError):
+    """Reports cannot be drawn: matplotlib or Pillow is not importable, or the history/images are unusable."""
