@@ -247,7 +247,7 @@ def test_project_floors_learned_scales_only():
     tensor = learned.learnable()[1]
     learned.project_(0.01)
     fixed.project_(0.01)
-    assert learned.values()["sigma"] == pytest.approx(0.01) and learned.learnable()[1] is tensor
+    assert 0.01 <= learned.values()["sigma"] == pytest.approx(0.01) and learned.learnable()[1] is tensor
     assert fixed.values()["sigma"] == pytest.approx(1e-4)
     Normal(0.0, 1.0).project_(0.0)
 
@@ -359,4 +359,4 @@ def test_space_state_dict_loads_in_place_and_never_half_updates():
 def test_space_project_floors_every_learned_scale():
     s = ParameterSpace({"a": Normal(0.0, 1e-5), "b": LogNormal(0.0, 1e-5)})
     s.project_(0.05)
-    assert [v["sigma"] for v in s.values().values()] == pytest.approx([0.05, 0.05])
+    assert all(0.05 <= v["sigma"] == pytest.approx(0.05) for v in s.values().values())

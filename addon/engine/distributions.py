@@ -137,8 +137,11 @@ class _LocationScale(Distribution):
 
     def project_(self, min_scale: float) -> None:
         if not self.fixed and min_scale > 0:
+            floor = torch.tensor(math.log(min_scale), dtype=torch.float32)
+            if math.exp(floor.item()) < min_scale:  # rounded down to float32: step up so that σ >= min_scale holds
+                floor = torch.nextafter(floor, torch.tensor(math.inf))
             with torch.no_grad():
-                self._params["log_sigma"].clamp_(min=math.log(min_scale))
+                self._params["log_sigma"].clamp_(min=floor)
 
 
 class Normal(_LocationScale):

@@ -1,0 +1,129 @@
+"""Score-function (REINFORCE) estimator: per-sample rewards → a surrogate loss whose gradient estimates ∇ E[reward].
+
+The renderer gives no gradients, so for samples x ~ p_θ with rewards r the parameters follow
+∇θ E[r] ≈ mean((r − b) ∇θ log p_θ(x)). A baseline b that does not depend on x keeps the estimate unbiased and
+lowers its variance: an exponential moving average of past rewards (blendtorch's densityopt) or, per sample, the mean
+of the *other* rewards of the batch (leave-one-out).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+
+from .errors import ConfigError, TrainingError
+
+BASELINES = ("ema", "loo", "none")
+# Added to the advantages' standard deviation so a batch of equal rewards gives zero, not NaN.
+NORMALIZE_EPS = 1e-8
+
+
+def _finite(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ConfigError(f"estimator: {name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+@dataclass
+class EstimatorConfig:
+    """How rewards become gradients. ``min_scale`` is the σ floor the optimizer applies via ``space.project_``."""
+
+    baseline: str = "loo"
+    ema_init: float | None = None  # None: the first batch's mean reward starts the average
+    ema_new_weight: float = 0.9  # b ← w·mean(r) + (1 − w)·b
+    normalize_advantages: bool = False
+    entropy_weight: float = 0.0
+    min_scale: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.baseline not in BASELINES:
+            raise ConfigError(f"estimator: unknown baseline {self.baseline!r}; expected one of {list(BASELINES)}")
+        if self.ema_init is not None:
+            self.ema_init = _finite("ema_init", self.ema_init)
+        self.ema_new_weight = _finite("ema_new_weight", self.ema_new_weight)
+        if not 0 < self.ema_new_weight <= 1:
+            raise ConfigError(f"estimator: ema_new_weight must be in (0, 1], got {self.ema_new_weight!r}")
+        if not isinstance(self.normalize_advantages, bool):
+            raise ConfigError(
+                f"estimator: normalize_advantages must be true or false, got {self.normalize_advantages!r}"
+            )
+        for name in ("entropy_weight", "min_scale"):
+            if _finite(name, getattr(self, name)) < 0:
+                raise ConfigError(f"estimator: {name} must be >= 0, got {getattr(self, name)!r}")
+            setattr(self, name, float(getattr(self, name)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> EstimatorConfig:
+        """Missing keys take their defaults; unknown keys are rejected (a typo must not pass silently)."""
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"estimator: settings must be a mapping, got {d!r}")
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f"estimator: unknown setting(s) {unknown}")
+        return cls(**d)
+
+
+class ScoreFunctionEstimator:
+    """Turns a batch's log-probabilities and rewards into a loss to minimise; keeps the moving baseline."""
+
+    def __init__(self, config: EstimatorConfig) -> None:
+        self.config = config
+        self.baseline: float | None = config.ema_init if config.baseline == "ema" else None
+
+    def surrogate(self, log_prob: torch.Tensor, rewards: torch.Tensor, entropy: torch.Tensor) -> torch.Tensor:
+        """−mean(A · log_prob) − entropy_weight · entropy, A = rewards − baseline (higher reward = better).
+
+        The moving baseline is updated only once the loss is known to be finite; on a TrainingError nothing changes.
+        """
+        if log_prob.ndim != 1 or rewards.shape != log_prob.shape:
+            shapes = f"{tuple(log_prob.shape)} and {tuple(rewards.shape)}"
+            raise TrainingError(f"log_prob and rewards must both have shape (n,), got {shapes}")
+        rewards = rewards.detach().to(log_prob.dtype)
+        if not torch.isfinite(rewards).all():
+            raise TrainingError(f"rewards contain NaN or inf: {rewards.tolist()}")
+        advantages, baseline = self._advantages(rewards)
+        if self.config.normalize_advantages:
+            advantages = advantages / (advantages.std(correction=0) + NORMALIZE_EPS)
+        loss = -(advantages * log_prob).mean() - self.config.entropy_weight * entropy
+        if not torch.isfinite(loss):
+            raise TrainingError(f"the score-function loss is {loss.item()} (log_prob or entropy not finite)")
+        self.baseline = baseline
+        return loss
+
+    def _advantages(self, rewards: torch.Tensor) -> tuple[torch.Tensor, float | None]:
+        """Advantages for this batch and the baseline state to keep afterwards."""
+        kind = self.config.baseline
+        if kind == "none":
+            return rewards, None
+        if kind == "loo":
+            n = len(rewards)
+            if n < 2:
+                raise TrainingError("the leave-one-out baseline needs at least 2 samples per batch, got 1")
+            return rewards - (rewards.sum() - rewards) / (n - 1), None
+        mean = rewards.mean().item()
+        old = mean if self.baseline is None else self.baseline
+        w = self.config.ema_new_weight
+        return rewards - old, w * mean + (1 - w) * old
+
+    def state_dict(self) -> dict[str, float | None]:
+        return {"baseline": self.baseline}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if not isinstance(state, Mapping) or set(state) != {"baseline"}:
+            raise TrainingError(f"estimator state must be {{'baseline': float | None}}, got {state!r}")
+        baseline = state["baseline"]
+        if isinstance(baseline, torch.Tensor):
+            baseline = baseline.item()
+        if baseline is not None and (
+            isinstance(baseline, bool) or not isinstance(baseline, numbers.Real) or not math.isfinite(baseline)
+        ):
+            raise TrainingError(f"estimator state: baseline must be a finite number or None, got {baseline!r}")
+        self.baseline = None if baseline is None else float(baseline)
