@@ -5,6 +5,7 @@ Prints one JSON object with what it saw. With ``--hide-torch`` torch cannot be i
 
 from __future__ import annotations
 
+import importlib
 import importlib.abc
 import json
 import os
@@ -28,7 +29,7 @@ if "--hide-torch" in sys.argv:
 
 import bpy  # noqa: E402  (after the isolation variables and the torch hider)
 
-import addon_utils  # noqa: E402  (only importable once bpy is)
+addon_utils = importlib.import_module("addon_utils")  # importable only once bpy is
 
 MODULE = "bl_ext.user_default.scenefit"
 
@@ -49,6 +50,11 @@ def registered_state() -> dict:
     }
 
 
+def leftovers(before: dict) -> dict:
+    now = registered_state()
+    return {key: [name for name in now[key] if name not in before[key]] for key in ("types", "props")}
+
+
 report = {}
 before = registered_state()
 result = bpy.ops.extensions.package_install_files(filepath=sys.argv[1], repo="user_default", enable_on_install=True)
@@ -61,7 +67,7 @@ report["registered_something"] = enabled != before
 
 addon_utils.disable(MODULE, default_set=True)
 report["enabled_after_disable"] = MODULE in bpy.context.preferences.addons
-report["leftovers_after_disable"] = {k: [v for v in registered_state()[k] if v not in before[k]] for k in ("types", "props")}
+report["leftovers_after_disable"] = leftovers(before)
 report["menus_restored"] = registered_state()["menus"] == before["menus"]
 
 addon_utils.enable(MODULE, default_set=True)
@@ -74,7 +80,5 @@ result = bpy.ops.extensions.package_uninstall(repo_index=user_repo, pkg_id="scen
 report["uninstalled"] = sorted(result)
 report["enabled_after_uninstall"] = MODULE in bpy.context.preferences.addons
 report["files_after_uninstall"] = os.path.exists(os.path.join(repos[user_repo].directory, "scenefit"))
-report["leftovers_after_uninstall"] = {
-    k: [v for v in registered_state()[k] if v not in before[k]] for k in ("types", "props")
-}
+report["leftovers_after_uninstall"] = leftovers(before)
 print("REPORT " + json.dumps(report))
