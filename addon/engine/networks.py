@@ -5,6 +5,7 @@ Images are torch (N, C, H, W) float32 in [-1, 1], C in {3, 4}, each side at leas
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -161,7 +162,10 @@ def load_feature_extractor(path: str | Path) -> TorchScriptFeatures:
     if not path.is_file():
         raise FeatureExtractorError(f"feature extractor file not found: {path}")
     try:
-        module = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():
+            # torch 2.13 deprecates TorchScript; a user who chose a TorchScript extractor cannot act on that.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
         raise FeatureExtractorError(f"feature extractor {path} is not a TorchScript file: {exc}") from exc
     module.eval()
