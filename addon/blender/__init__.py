@@ -1,8 +1,8 @@
 """Everything that touches bpy. Registration walks the modules in dependency order."""
 
-from . import preferences, supershape
+from . import preferences, properties, supershape
 
-_MODULES = (preferences, supershape)
+_MODULES = (preferences, properties, supershape)
 
 
 def register() -> None:
