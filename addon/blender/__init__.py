@@ -1,8 +1,8 @@
 """Everything that touches bpy. Registration walks the modules in dependency order."""
 
-from . import preferences, properties, supershape
+from . import preferences, presets, properties, supershape
 
-_MODULES = (preferences, properties, supershape)
+_MODULES = (preferences, properties, supershape, presets)
 
 
 def register() -> None:
