@@ -23,6 +23,13 @@ def expected_vertices(params: list[float], resolution: tuple[int, int]) -> np.nd
     return np.concatenate([grid[:1, 0], grid[:-1, 1:-1].reshape(-1, 3), grid[:1, -1]]).astype(np.float32)
 
 
+def read_png(path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), np.float64)
+
+
 def current_params(obj, names) -> list[float]:
     return [getattr(obj.supershape, name) for name in names]
 
@@ -114,6 +121,46 @@ def test_keyframed_parameter_rebuilds_on_frame_change(scenefit, shape):
     scene.frame_set(11)
     assert shape.supershape.m1 == pytest.approx(8.0)
     assert not module.is_stale(shape)
+
+
+def test_rendered_animation_shows_each_frames_shape(scenefit, shape, tmp_path):
+    # A render's depsgraph animates only its own copy of the object: the handler must rebuild from that copy.
+    import bpy
+
+    module = scenefit.addon.blender.supershape
+    scene = bpy.context.scene
+    camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+    scene.collection.objects.link(camera)
+    camera.location = (0.0, -3.0, 0.0)
+    camera.rotation_euler = (1.5708, 0.0, 0.0)
+    scene.camera = camera
+    shape.location = (0.0, 0.0, 0.0)
+    render = scene.render
+    render.engine = "BLENDER_WORKBENCH"
+    render.resolution_x = render.resolution_y = 32
+    render.image_settings.file_format = "PNG"
+
+    def still(m1: float) -> np.ndarray:
+        shape.supershape.m1 = m1
+        render.filepath = str(tmp_path / f"still_{m1}.png")
+        bpy.ops.render.render(write_still=True)
+        return read_png(render.filepath)
+
+    stills = [still(2.0), still(12.0)]
+    for frame, value in ((1, 2.0), (2, 12.0)):
+        shape.supershape.m1 = value
+        shape.keyframe_insert("supershape.m1", frame=frame)
+        shape.animation_data.action.fcurves[0].keyframe_points[-1].interpolation = "CONSTANT"
+    scene.frame_start, scene.frame_end = 1, 2
+    scene.frame_set(1)
+    render.filepath = str(tmp_path / "anim_")
+    bpy.ops.render.render(animation=True)
+    frames = [read_png(tmp_path / f"anim_000{i}.png") for i in (1, 2)]
+    assert np.abs(stills[0] - stills[1]).mean() > 1.0, "the two shapes must look different"
+    for frame, expected in zip(frames, stills, strict=True):
+        assert np.abs(frame - expected).mean() < 0.05
+    params = current_params(shape, module.PARAMETER_NAMES)
+    np.testing.assert_allclose(vertices(shape), expected_vertices(params, (40, 30)), atol=1e-6)
 
 
 def test_driven_parameter_rebuilds(scenefit, shape):
