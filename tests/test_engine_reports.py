@@ -32,8 +32,8 @@ def make_history(steps: int = 12) -> list[dict]:
                 "param_step": step > 1,
                 "d_loss": 1.4 - 0.5 * t,
                 "d_real": 0.9 - 0.4 * t,
-                "d_sim": 0.1 + 0.4 * t,
-                "loss": None if step < 2 else 0.7 - 0.2 * t,
+                "d_sim": None if step < 2 else 0.1 + 0.4 * t,
+                "reward_mean": -0.7 + 0.2 * t,
                 "values": {
                     "m1": {"mu": 1.2 + 1.05 * t, "sigma": 0.4 - 0.3 * t},
                     "shape": {"probs": [1 / 3 - t / 3, 1 / 3 + 2 * t / 3, 1 / 3 - t / 3], "choices": [0, 1, 2]},
@@ -96,10 +96,17 @@ def test_parameter_figure_has_one_panel_per_label_and_draws_the_truth():
 
 def test_loss_figure_skips_missing_values():
     figure = reports.loss_figure(make_history())
-    losses, outputs = figure.axes
-    assert [line.get_label() for line in losses.lines] == ["discriminator loss", "parameter loss"]
-    assert np.isnan(losses.lines[1].get_ydata()[0])
+    losses, outputs, reward = figure.axes
+    assert [line.get_label() for line in losses.lines] == ["discriminator loss"]
     assert [line.get_label() for line in outputs.lines] == ["D(real)", "D(sim)"]
+    assert np.isnan(outputs.lines[1].get_ydata()[:2]).all() and not np.isnan(outputs.lines[1].get_ydata()[2:]).any()
+    assert reward.lines[0].get_ydata()[-1] == pytest.approx(-0.5)
+
+
+def test_mmd_history_without_discriminator_outputs_still_plots():
+    history = [{**entry, "d_real": None, "d_sim": None} for entry in make_history()]
+    losses, outputs, _ = reports.loss_figure(history).axes
+    assert len(losses.lines) == 1 and not outputs.lines
 
 
 def test_plots_refuse_an_empty_history(tmp_path):

@@ -1,7 +1,8 @@
 """Reports for people who would rather look than read: parameter and loss plots, image grids, a progress GIF.
 
-Input is a run's ``history`` (one dict per step: ``step``, ``renders``, ``values`` {label: distribution values},
-``d_loss``/``d_real``/``d_sim``/``loss``) and images in the shared convention (float32 (H, W, C), C in {3, 4},
+Input is a run's ``history`` (``AskTellOptimizer.history``: one dict per step with ``step``, ``renders``,
+``values`` {label: distribution values}, ``d_loss``/``d_real``/``d_sim`` (None where the objective has none),
+``reward_mean``) and images in the shared convention (float32 (H, W, C), C in {3, 4},
 [0, 1], display-referred). matplotlib (object API on the Agg canvas: no pyplot, no global backend switch) and
 Pillow are imported only when a report is drawn; without them a :class:`ReportError` says what to install.
 Nothing here imports bpy or torch.
@@ -217,16 +218,19 @@ def parameter_figure(history: Sequence[Mapping[str, Any]], truth: Mapping[str, M
 
 
 def loss_figure(history: Sequence[Mapping[str, Any]]):
-    """Discriminator/critic loss (and parameter loss when recorded) beside D(real) and D(sim) over steps."""
+    """Three panels over steps: the discriminator/critic loss (MMD² for MMD), D(real) and D(sim) (absent for MMD),
+    and the mean reward of the sampled scenes (higher = more target-like)."""
     if not history:
         raise ReportError("the history is empty: nothing to plot")
     steps = _series(history, "step")
-    figure = _figure(9.0, 3.2)
-    losses, outputs = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
-    for axes, keys, title in (
-        (losses, (("d_loss", "discriminator loss"), ("loss", "parameter loss")), "losses"),
-        (outputs, (("d_real", "D(real)"), ("d_sim", "D(sim)")), "discriminator outputs"),
-    ):
+    figure = _figure(12.0, 3.2)
+    panels = (
+        ("loss", (("d_loss", "discriminator loss"),)),
+        ("discriminator outputs", (("d_real", "D(real)"), ("d_sim", "D(sim)"))),
+        ("reward", (("reward_mean", "mean reward"),)),
+    )
+    for i, (title, keys) in enumerate(panels):
+        axes = figure.add_subplot(1, len(panels), i + 1)
         for key, name in keys:
             series = _series(history, key)
             if np.isfinite(series).any():
