@@ -171,7 +171,7 @@ class Objective:
         raise NotImplementedError
 
     def evaluate(self, fake: torch.Tensor) -> dict[str, float]:
-        """The stats of :meth:`update` without training."""
+        """The stats of :meth:`update` without training (on a fresh target minibatch where one is used)."""
         raise NotImplementedError
 
     def rewards(self, fake: torch.Tensor) -> torch.Tensor:
@@ -217,13 +217,11 @@ class _TrainedObjective(Objective):
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr, betas=config.betas)
 
     def _step(self, loss: torch.Tensor) -> None:
-        if not torch.isfinite(loss):
-            # Leave the network as it was: the caller reports the failure (TrainingError) and stops.
-            self.optimizer.zero_grad(set_to_none=True)
-            return
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        # A non-finite loss leaves network and Adam as they were; the caller sees d_loss = NaN/inf and stops.
+        if torch.isfinite(loss):
+            loss.backward()
+            self.optimizer.step()
 
     def _state(self) -> dict[str, Any]:
         return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
