@@ -1,0 +1,579 @@
+"""The ask/tell optimizer: sample scene parameters, receive their renders, learn the parameter distribution.
+
+``ask(n)`` draws n samples from the current :class:`ParameterSpace`, each with a unique id. ``tell(ids, images)``
+takes the renders of some of them (in any order, matched by id), trains the objective's discriminator/critic on
+them, and takes one score-function (REINFORCE) step on the distribution's parameters with Adam. The renderer is
+a black box: gradients come only from ``log_prob`` of the stored raw samples.
+
+Threading: the Blender main thread calls ``ask`` while a training thread calls ``tell``. A lock makes sampling and
+the (short) in-place parameter update exclusive; the heavy work of ``tell`` runs outside it so that ``ask`` never
+waits for a discriminator step.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import numbers
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .distributions import ParameterSpace, Value
+from .errors import ConfigError, SceneFitError, TargetError, TrainingError
+from .estimators import EstimatorConfig, ScoreFunctionEstimator
+from .objectives import OBJECTIVES, Objective, ObjectiveConfig, make_objective
+
+CHECKPOINT_FORMAT = "scenefit-optimizer"
+CHECKPOINT_VERSION = 1
+# Renders may overshoot [0, 1] by rounding (e.g. 1.0000001 after colour management); more than this is a bug.
+_RANGE_SLACK = 1e-3
+# ObjectiveConfig fields that OptimizerConfig sets itself (d_lr, d_betas, feature_extractor): not in objective_options.
+_OWN_OBJECTIVE_FIELDS = ("lr", "betas", "feature_extractor")
+_GAP_OBJECTIVES = ("adversarial", "wgan-gp")
+
+
+@dataclass
+class OptimizerConfig:
+    """Settings of an :class:`AskTellOptimizer`. Invalid values raise :class:`ConfigError` naming the field.
+
+    objective: "adversarial" | "wgan-gp" | "mmd".
+    estimator: how rewards become gradients (baseline, advantage normalisation, σ floor…).
+    batch_size: samples per ``ask()`` (a tell needs at least 2 images).
+    d_steps: discriminator/critic updates per tell (0 trains nothing, as MMD needs). d_lr, d_betas: their Adam.
+    param_lr, param_betas: Adam of the distribution parameters.
+    param_lr_half_life: when set, the parameter learning rate decays as param_lr / (1 + t / param_lr_half_life)
+    after t parameter steps: steps shrink from fast travel to fine settling (score-function noise otherwise keeps
+    the parameters jittering at the size of a constant step).
+    seed: seeds sampling and the networks' initialisation.
+    d_gap_max: when set, each discriminator update happens only while D(real) − D(sim) < d_gap_max (the gap is
+    measured on the batch right before the update).
+    param_start_gap: when set, parameter steps start once the gap, measured before the tell's discriminator
+    updates, first exceeds it; from then on every tell steps them. Both gap knobs need an objective with
+    D(real)/D(sim) ("adversarial", "wgan-gp").
+    feature_extractor: MMD features, "random-conv" / "pixels" / a TorchScript file (None: the objective's default).
+    objective_options: the other :class:`ObjectiveConfig` fields (reward, base_width, gp_weight, mmd_bandwidths).
+    """
+
+    objective: str = "adversarial"
+    estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
+    batch_size: int = 16
+    d_steps: int = 1
+    d_lr: float = 2e-4
+    d_betas: tuple[float, float] = (0.5, 0.999)
+    param_lr: float = 0.1
+    param_betas: tuple[float, float] = (0.5, 0.999)
+    param_lr_half_life: float | None = None
+    seed: int = 0
+    d_gap_max: float | None = None
+    param_start_gap: float | None = None
+    feature_extractor: str | None = None
+    objective_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"unknown objective {self.objective!r}; expected one of {sorted(OBJECTIVES)}")
+        if not isinstance(self.estimator, EstimatorConfig):
+            raise ConfigError(f"estimator must be an EstimatorConfig, got {type(self.estimator).__name__}")
+        self.batch_size = _integer("batch_size", self.batch_size, minimum=2)
+        self.d_steps = _integer("d_steps", self.d_steps, minimum=0)
+        self.seed = _integer("seed", self.seed, minimum=0)
+        self.d_lr = _number("d_lr", self.d_lr, positive=True)
+        self.param_lr = _number("param_lr", self.param_lr, positive=True)
+        if self.param_lr_half_life is not None:
+            self.param_lr_half_life = _number("param_lr_half_life", self.param_lr_half_life, positive=True)
+        self.d_betas = _betas("d_betas", self.d_betas)
+        self.param_betas = _betas("param_betas", self.param_betas)
+        for name in ("d_gap_max", "param_start_gap"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, _number(name, value))
+                if self.objective not in _GAP_OBJECTIVES:
+                    raise ConfigError(
+                        f"{name} needs D(real)/D(sim) from an objective in {_GAP_OBJECTIVES}; "
+                        f"objective {self.objective!r} has none"
+                    )
+        if self.feature_extractor is not None and (
+            not isinstance(self.feature_extractor, str) or not self.feature_extractor.strip()
+        ):
+            raise ConfigError(f"feature_extractor must be None or a non-empty string, got {self.feature_extractor!r}")
+        if not isinstance(self.objective_options, Mapping):
+            raise ConfigError(f"objective_options must be a mapping, got {self.objective_options!r}")
+        self.objective_options = dict(self.objective_options)
+        clash = sorted(set(self.objective_options) & set(_OWN_OBJECTIVE_FIELDS))
+        if clash:
+            raise ConfigError(f"objective_options may not set {clash}: use d_lr, d_betas and feature_extractor instead")
+        self.objective_config()  # validates objective_options (ConfigError naming the field)
+
+    def objective_config(self) -> ObjectiveConfig:
+        own: dict[str, Any] = {"lr": self.d_lr, "betas": self.d_betas}
+        if self.feature_extractor is not None:
+            own["feature_extractor"] = self.feature_extractor
+        return ObjectiveConfig.from_dict({**self.objective_options, **own})
+
+    @classmethod
+    def default(cls, **overrides: Any) -> OptimizerConfig:
+        """SceneFit's own settings, tuned for few renders on the synthetic supershape recovery.
+
+        Small batches (16) and a large parameter step (Adam lr 0.1) make many parameter updates per render; the
+        leave-one-out baseline with normalised advantages gives each step a well-scaled, low-variance direction
+        from the first batch on (no warm-up gap as in blendtorch), and the σ floor of 0.02 (in the units of the
+        learned scale; log-space for LogNormal) keeps exploration alive. ``overrides`` replace fields.
+        """
+        config = cls(
+            objective="adversarial",
+            estimator=EstimatorConfig(
+                baseline="loo", ema_init=None, normalize_advantages=True, entropy_weight=0.0, min_scale=0.02
+            ),
+            batch_size=16,
+            d_steps=1,
+            d_lr=2e-4,
+            d_betas=(0.5, 0.999),
+            param_lr=0.1,
+            param_betas=(0.5, 0.999),
+        )
+        return config.replace(**overrides)
+
+    @classmethod
+    def blendtorch(cls, **overrides: Any) -> OptimizerConfig:
+        """blendtorch's densityopt (examples/densityopt/densityopt.py), the baseline the benchmarks beat.
+
+        Adam lr 5e-5, betas (0.5, 0.999) for the DCGAN discriminator; Adam lr 5e-2, betas (0.7, 0.999) for the
+        parameters; batch 64; one discriminator update per batch, taken only while D(real) − D(sim) < 0.95;
+        parameter steps once the gap first exceeds 0.7, then on every batch; reward log D(sim) = −errS =
+        −BCE(D(sim), 1); moving-average baseline b = 0 for the first parameter step, then b ← 0.9·mean + 0.1·b.
+
+        Where the issue text and blendtorch's code differ, this follows the code: the issue says the baseline
+        starts at 0.7 and D is stepped while the gap is < 0.7; the code starts the baseline at 0 and steps D while
+        the gap is < 0.95. One unavoidable difference remains: blendtorch sets b to the first batch's mean after
+        the first step, while the EMA estimator keeps 0.9·mean + 0.1·0 (only the second step's baseline differs,
+        by a tenth of the mean reward). blendtorch has no σ floor; ``min_scale`` is 1e-6 only to keep σ > 0.
+        """
+        config = cls(
+            objective="adversarial",
+            estimator=EstimatorConfig(
+                baseline="ema", ema_init=0.0, ema_new_weight=0.9, normalize_advantages=False, min_scale=1e-6
+            ),
+            batch_size=64,
+            d_steps=1,
+            d_lr=5e-5,
+            d_betas=(0.5, 0.999),
+            param_lr=5e-2,
+            param_betas=(0.7, 0.999),
+            d_gap_max=0.95,
+            param_start_gap=0.7,
+            objective_options={"reward": "log_d"},
+        )
+        return config.replace(**overrides)
+
+    def replace(self, **overrides: Any) -> OptimizerConfig:
+        """A copy with some fields replaced (validated)."""
+        unknown = sorted(set(overrides) - {f.name for f in fields(self)})
+        if unknown:
+            raise ConfigError(f"unknown optimizer setting(s) {unknown}")
+        return type(self)(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (tuples as lists, the estimator as a nested dict)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["estimator"] = self.estimator.to_dict()
+        data["d_betas"], data["param_betas"] = list(self.d_betas), list(self.param_betas)
+        data["objective_options"] = json.loads(json.dumps(self.objective_options))
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> OptimizerConfig:
+        """Inverse of :meth:`to_dict`; missing keys take the defaults of the dataclass, unknown keys raise."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"optimizer settings must be a mapping, got {type(data).__name__}")
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigError(f"unknown optimizer setting(s) {unknown}")
+        values = dict(data)
+        if "estimator" in values:
+            values["estimator"] = EstimatorConfig.from_dict(values["estimator"])
+        for name in ("d_betas", "param_betas"):
+            if name in values and isinstance(values[name], list):
+                values[name] = tuple(values[name])
+        return cls(**values)
+
+
+def _integer(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ConfigError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+    return int(value)
+
+
+def _number(name: str, value: Any, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    if positive and value <= 0:
+        raise ConfigError(f"{name} must be > 0, got {value!r}")
+    return float(value)
+
+
+def _betas(name: str, value: Any) -> tuple[float, float]:
+    if isinstance(value, str) or not isinstance(value, tuple | list) or len(value) != 2:
+        raise ConfigError(f"{name} must be two numbers in [0, 1), got {value!r}")
+    betas = tuple(_number(name, beta) for beta in value)
+    if not all(0.0 <= beta < 1.0 for beta in betas):
+        raise ConfigError(f"{name} must be two numbers in [0, 1), got {value!r}")
+    return betas  # type: ignore[return-value]
+
+
+@dataclass
+class Sample:
+    """One draw from the parameter space: ``values`` are the decoded scene values by label."""
+
+    id: int
+    values: dict[str, Value]
+
+
+@dataclass
+class StepStats:
+    """What one ``tell`` did. d_loss/d_real/d_sim are None where the objective has no such number (MMD reports
+    MMD² as d_loss); ``objective_stats`` holds everything the objective reported (before its updates)."""
+
+    step: int
+    renders: int
+    param_step: bool
+    d_updates: int
+    d_loss: float | None
+    d_real: float | None
+    d_sim: float | None
+    reward_mean: float
+    values: dict[str, dict[str, Any]]
+    objective_stats: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def images_to_tensor(images: np.ndarray, what: str) -> torch.Tensor:
+    """(N, H, W, C) float [0, 1] numpy images → torch (N, C, H, W) float32 in [-1, 1]; TargetError if unusable."""
+    if not isinstance(images, np.ndarray):
+        raise TargetError(f"{what} must be a numpy array (N, H, W, C), got {type(images).__name__}")
+    if images.ndim != 4:
+        raise TargetError(f"{what} must have shape (N, H, W, C), got shape {images.shape}")
+    if images.shape[0] == 0:
+        raise TargetError(f"{what} is empty")
+    if images.shape[3] not in (3, 4):
+        raise TargetError(f"{what} must have 3 (RGB) or 4 (RGBA) channels, got {images.shape[3]} ({images.shape})")
+    if not np.issubdtype(images.dtype, np.floating):
+        raise TargetError(f"{what} must be floating point in [0, 1], got dtype {images.dtype}")
+    finite = np.isfinite(images).reshape(len(images), -1).all(axis=1)
+    if not finite.all():
+        raise TargetError(f"{what} contain NaN or infinite pixels (index {np.flatnonzero(~finite)[:10].tolist()})")
+    low, high = float(images.min()), float(images.max())
+    if low < -_RANGE_SLACK or high > 1 + _RANGE_SLACK:
+        raise TargetError(f"{what} must be in [0, 1], got range [{low}, {high}]")
+    tensor = torch.from_numpy(np.clip(images, 0.0, 1.0).astype(np.float32, copy=False))
+    return tensor.permute(0, 3, 1, 2).contiguous() * 2.0 - 1.0
+
+
+class AskTellOptimizer:
+    """Learns the distributions of ``space`` so that renders of its samples match ``targets``.
+
+    targets: numpy (N, H, W, C) float32 in [0, 1], C in {3, 4}; every told image must have the same (H, W, C).
+    """
+
+    def __init__(self, space: ParameterSpace, targets: np.ndarray, config: OptimizerConfig) -> None:
+        if not isinstance(space, ParameterSpace):
+            raise ConfigError(f"space must be a ParameterSpace, got {type(space).__name__}")
+        if not isinstance(config, OptimizerConfig):
+            raise ConfigError(f"config must be an OptimizerConfig, got {type(config).__name__}")
+        target_tensor = images_to_tensor(targets, "target images")
+        self.space = space
+        self.config = config
+        self.image_shape: tuple[int, ...] = tuple(targets.shape[1:])
+        seeds = np.random.SeedSequence(config.seed).generate_state(2, dtype=np.uint64)
+        self._sample_rng = torch.Generator().manual_seed(int(seeds[0]))
+        self.objective: Objective = make_objective(
+            config.objective, target_tensor, config.objective_config(), torch.Generator().manual_seed(int(seeds[1]))
+        )
+        self.estimator = ScoreFunctionEstimator(config.estimator)
+        params = space.learnable()
+        self._param_optimizer = (
+            torch.optim.Adam(params, lr=config.param_lr, betas=config.param_betas) if params else None
+        )
+        self.step = 0
+        self.renders = 0
+        self.history: list[dict[str, Any]] = []
+        self._param_started = False
+        self._param_steps = 0
+        self._next_id = 0
+        self._pending: dict[int, torch.Tensor] = {}
+        # _lock: sampling state, pending samples and parameter writes (short). _tell_lock: one tell at a time.
+        self._lock = threading.Lock()
+        self._tell_lock = threading.Lock()
+
+    # ---- ask/tell -------------------------------------------------------------------------------------------
+
+    def ask(self, n: int | None = None) -> list[Sample]:
+        """``n`` samples (default ``batch_size``) with unique, increasing ids. Thread-safe."""
+        n = self.config.batch_size if n is None else n
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+            raise ValueError(f"ask needs a positive number of samples, got {n!r}")
+        with self._lock:
+            raw = self.space.sample(int(n), self._sample_rng)
+            first = self._next_id
+            self._next_id += int(n)
+            for offset, row in enumerate(raw):
+                self._pending[first + offset] = row
+        return [Sample(first + offset, self.space.decode(row)) for offset, row in enumerate(raw)]
+
+    @property
+    def pending_ids(self) -> list[int]:
+        """Ids asked for and not yet told."""
+        with self._lock:
+            return sorted(self._pending)
+
+    def tell(self, ids: Sequence[int], images: Sequence[np.ndarray]) -> StepStats:
+        """Train on the renders of the samples ``ids`` (any order, ``images[i]`` rendered from ``ids[i]``).
+
+        Raises TargetError for an unknown or repeated id or an unusable image, TrainingError for a NaN loss or
+        NaN parameters; in every failure the optimizer is left exactly as before the call.
+        """
+        with self._tell_lock:
+            raw = self._lookup(ids, len(images))
+            fake = self._render_tensor(ids, images)
+            saved = self._learning_state()
+            try:
+                stats = self._learn(raw, fake)
+            except BaseException:
+                self._restore_learning_state(saved)
+                raise
+            with self._lock:
+                for sample_id in ids:
+                    del self._pending[int(sample_id)]
+            self.history.append(stats.to_dict())
+            return stats
+
+    def _lookup(self, ids: Sequence[int], n_images: int) -> torch.Tensor:
+        if len(ids) != n_images:
+            raise TargetError(f"tell got {len(ids)} ids for {n_images} images")
+        if len(ids) < 2:
+            raise TargetError(f"tell needs at least 2 rendered images, got {len(ids)}")
+        seen: set[int] = set()
+        for sample_id in ids:
+            if isinstance(sample_id, bool) or not isinstance(sample_id, numbers.Integral):
+                raise TargetError(f"sample ids must be integers, got {sample_id!r}")
+            if sample_id in seen:
+                raise TargetError(f"sample id {sample_id} appears twice in one tell")
+            seen.add(int(sample_id))
+        with self._lock:
+            unknown = [i for i in ids if int(i) not in self._pending]
+            if unknown:
+                raise TargetError(f"unknown sample id(s) {unknown[:10]}: never asked for, or already told")
+            return torch.stack([self._pending[int(i)] for i in ids])
+
+    def _render_tensor(self, ids: Sequence[int], images: Sequence[np.ndarray]) -> torch.Tensor:
+        for sample_id, image in zip(ids, images, strict=True):
+            if not isinstance(image, np.ndarray) or image.shape != self.image_shape:
+                got = image.shape if isinstance(image, np.ndarray) else type(image).__name__
+                raise TargetError(
+                    f"render of sample {sample_id} must be a numpy array of shape {self.image_shape} "
+                    f"(like the targets), got {got}"
+                )
+        try:
+            return images_to_tensor(np.stack(images), "rendered images")
+        except TargetError as error:
+            raise TargetError(f"{error} (sample ids {list(ids)[:10]}…)") from error
+
+    def _learn(self, raw: torch.Tensor, fake: torch.Tensor) -> StepStats:
+        config = self.config
+        gated = config.d_gap_max is not None or config.param_start_gap is not None
+        gap: float | None = None
+        before: dict[str, float] | None = None
+        d_updates = 0
+        for _ in range(config.d_steps):
+            if gated:
+                measured = self.objective.evaluate(fake)
+                current_gap = measured["d_real"] - measured["d_sim"]
+                if before is None:
+                    before, gap = measured, current_gap
+                if config.d_gap_max is not None and not current_gap < config.d_gap_max:
+                    break
+            stats = self.objective.update(fake)
+            before = stats if before is None else before
+            d_updates += 1
+            if not all(math.isfinite(v) for v in stats.values()):
+                raise TrainingError(f"the {config.objective} objective's training step gave non-finite stats {stats}")
+        if before is None:
+            before = self.objective.evaluate(fake)
+        if gap is None and "d_real" in before:
+            gap = before["d_real"] - before["d_sim"]
+
+        rewards = self.objective.rewards(fake)
+        if not torch.isfinite(rewards).all():
+            raise TrainingError(f"the {config.objective} objective gave non-finite rewards")
+        param_step = self._param_optimizer is not None and (
+            config.param_start_gap is None or self._param_started or (gap is not None and gap > config.param_start_gap)
+        )
+        if param_step:
+            self._param_step(raw, rewards)
+
+        self.step += 1
+        self.renders += len(fake)
+        return StepStats(
+            step=self.step,
+            renders=self.renders,
+            param_step=param_step,
+            d_updates=d_updates,
+            d_loss=before.get("d_loss", before.get("mmd2")),
+            d_real=before.get("d_real"),
+            d_sim=before.get("d_sim"),
+            reward_mean=rewards.mean().item(),
+            values=self.space.values(),
+            objective_stats=dict(before),
+        )
+
+    def _param_step(self, raw: torch.Tensor, rewards: torch.Tensor) -> None:
+        assert self._param_optimizer is not None
+        params = self.space.learnable()
+        # log_prob under the current parameters (the samples may be a step older: blendtorch does the same).
+        loss = self.estimator.surrogate(self.space.log_prob(raw), rewards, self.space.entropy())
+        self._param_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        lr = self.config.param_lr
+        if self.config.param_lr_half_life is not None:
+            lr /= 1.0 + self._param_steps / self.config.param_lr_half_life
+        for group in self._param_optimizer.param_groups:
+            group["lr"] = lr
+        if not all(p.grad is None or torch.isfinite(p.grad).all() for p in params):
+            raise TrainingError("the distribution parameters got a non-finite gradient")
+        with self._lock:
+            self._param_optimizer.step()
+            self.space.project_(self.config.estimator.min_scale)
+            finite = all(torch.isfinite(p).all() for p in params)
+        if not finite:
+            raise TrainingError(f"the distribution parameters became non-finite: {self.space.values()}")
+        self._param_started = True
+        self._param_steps += 1
+
+    # ---- state ----------------------------------------------------------------------------------------------
+
+    def _learning_state(self) -> dict[str, Any]:
+        """Everything ``tell`` changes, copied (the ask side — sampler, ids, pending — is not touched by tell)."""
+        return copy.deepcopy(
+            {
+                "space": self.space.state_dict(),
+                "objective": self.objective.state_dict(),
+                "estimator": self.estimator.state_dict(),
+                "param_optimizer": self._param_optimizer.state_dict() if self._param_optimizer else None,
+                "param_started": self._param_started,
+                "param_steps": self._param_steps,
+                "step": self.step,
+                "renders": self.renders,
+            }
+        )
+
+    def _restore_learning_state(self, state: Mapping[str, Any]) -> None:
+        with self._lock:
+            self.space.load_state_dict(state["space"])
+            if self._param_optimizer is not None:
+                self._param_optimizer.zero_grad(set_to_none=True)
+                self._param_optimizer.load_state_dict(state["param_optimizer"])
+        self.objective.load_state_dict(state["objective"])
+        self.estimator.load_state_dict(state["estimator"])
+        self._param_started = state["param_started"]
+        self._param_steps = state["param_steps"]
+        self.step, self.renders = state["step"], state["renders"]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The whole state; tensors, numbers, strings and plain containers only (``weights_only=True`` loadable).
+
+        Structures that are not tensors (config, the space's kinds and readable values, history) are JSON strings.
+        """
+        with self._tell_lock:
+            learning = self._learning_state()
+            with self._lock:
+                pending_ids = sorted(self._pending)
+                ask_side = {
+                    "sample_rng": self._sample_rng.get_state(),
+                    "next_id": self._next_id,
+                    "pending_ids": torch.tensor(pending_ids, dtype=torch.int64),
+                    "pending_samples": (
+                        torch.stack([self._pending[i] for i in pending_ids])
+                        if pending_ids
+                        else torch.zeros(0, len(self.space.labels))
+                    ),
+                }
+            return {
+                "format": CHECKPOINT_FORMAT,
+                "version": CHECKPOINT_VERSION,
+                "config": json.dumps(self.config.to_dict()),
+                "space_structure": json.dumps(self.space.to_dict()),
+                "image_shape": list(self.image_shape),
+                "history": json.dumps(self.history),
+                **learning,
+                **ask_side,
+            }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` of an optimizer with the same config, space labels and image shape.
+
+        Raises ConfigError on a mismatch; then nothing has changed.
+        """
+        if not isinstance(state, Mapping) or state.get("format") != CHECKPOINT_FORMAT:
+            raise ConfigError("not a SceneFit optimizer state (missing format tag)")
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise ConfigError(f"optimizer state version {state.get('version')!r} is not {CHECKPOINT_VERSION}")
+        if tuple(state["image_shape"]) != self.image_shape:
+            raise ConfigError(
+                f"the state was saved for images of shape {tuple(state['image_shape'])}, "
+                f"the targets have {self.image_shape}"
+            )
+        if json.loads(state["config"]) != json.loads(json.dumps(self.config.to_dict())):
+            raise ConfigError("the state was saved with different optimizer settings")
+        # A private copy: Adam adopts loaded tensors as they are and would later step them in place.
+        state = copy.deepcopy(dict(state))
+        with self._tell_lock:
+            saved = self._learning_state()
+            try:
+                self._restore_learning_state(state)
+                sample_rng = torch.Generator()
+                sample_rng.set_state(state["sample_rng"])
+                pending_ids = [int(i) for i in state["pending_ids"].tolist()]
+                pending = dict(zip(pending_ids, state["pending_samples"].clone(), strict=True))
+                history = json.loads(state["history"])
+            except (SceneFitError, KeyError, TypeError, ValueError, RuntimeError) as error:
+                self._restore_learning_state(saved)
+                raise ConfigError(f"cannot restore the optimizer state: {error}") from error
+            with self._lock:
+                self._sample_rng = sample_rng
+                self._next_id = int(state["next_id"])
+                self._pending = pending
+            self.history = history
+
+    def save_checkpoint(self, path: str | Path) -> None:
+        """Write :meth:`state_dict` with ``torch.save`` (atomically: a temporary file renamed into place)."""
+        path = Path(path)
+        temporary = path.with_name(path.name + ".tmp")
+        torch.save(self.state_dict(), temporary)
+        temporary.replace(path)
+
+    @classmethod
+    def load_checkpoint(cls, path: str | Path, targets: np.ndarray) -> AskTellOptimizer:
+        """An optimizer resumed from :meth:`save_checkpoint` (``torch.load(weights_only=True)``): the next step
+        is exactly the one the saved optimizer would have taken. ``targets`` must be the same images."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"checkpoint not found: {path}")
+        try:
+            state = torch.load(path, weights_only=True)
+        except Exception as error:
+            raise ConfigError(f"checkpoint {path} is not a SceneFit optimizer checkpoint: {error}") from error
+        if not isinstance(state, Mapping) or state.get("format") != CHECKPOINT_FORMAT:
+            raise ConfigError(f"checkpoint {path} is not a SceneFit optimizer checkpoint")
+        config = OptimizerConfig.from_dict(json.loads(state["config"]))
+        space = ParameterSpace.from_dict(json.loads(state["space_structure"]))
+        optimizer = cls(space, targets, config)
+        optimizer.load_state_dict(state)
+        return optimizer
