@@ -75,5 +75,10 @@ def test_activate_puts_found_folder_on_path(tmp_path, torch_not_importable, monk
 
 
 def test_install_command_is_pinned_and_targets_the_folder(tmp_path):
+    import numpy
+
     command = torch_vendor.pip_install_command(tmp_path, python="py")
-    assert command == ["py", "-m", "pip", "install", "--no-input", "--target", str(tmp_path), "torch==2.13.0"]
+    assert command[:7] == ["py", "-m", "pip", "install", "--no-input", "--target", str(tmp_path)]
+    requirements = command[7:]
+    assert "torch==2.13.0" in requirements and f"numpy=={numpy.__version__}" in requirements
+    assert all("==" in requirement for requirement in requirements), "every requirement is pinned"

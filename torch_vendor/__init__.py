@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TORCH_REQUIREMENT = "torch==2.13.0"
+# Reports (addon/engine/reports.py) draw with these; they install beside torch rather than as manifest wheels
+# because they are platform-specific and 18–25 MB per platform, and only a run (which needs torch) uses them.
+REPORT_REQUIREMENTS = ("matplotlib==3.11.2", "pillow==13.0.0")
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ def resolve(user_dir: Path | None = None, preferences_dir: Path | None = None) -
         None,
         None,
         f"torch is not importable by this Python ({sys.version.split()[0]}) and not in {looked}. "
-        f"Install it with: {' '.join(pip_install_command(abi_site_dir(user_dir or Path('<user dir>'))))} "
+        f"Install it with: {' '.join(pip_install_command(abi_site_dir(user_dir or Path('<user dir>'))))} ; "
         "or set a site-packages folder that has torch in SceneFit's preferences.",
     )
 
@@ -88,8 +91,27 @@ def activate(status: TorchStatus) -> None:
 
 
 def pip_install_command(target: Path, python: str = sys.executable) -> list[str]:
-    """The pip command that installs the pinned torch (CPU) into ``target``."""
-    return [python, "-m", "pip", "install", "--no-input", "--target", str(target), TORCH_REQUIREMENT]
+    """The pip command that installs the pinned torch and the report libraries into ``target``.
+
+    numpy is pinned to the running Python's own version: otherwise pip resolves the newest numpy into ``target``
+    and torch/matplotlib would be built against an ABI that Blender's numpy does not have.
+    """
+    try:
+        numpy_pin = [f"numpy=={importlib.metadata.version('numpy')}"]
+    except importlib.metadata.PackageNotFoundError:
+        numpy_pin = []
+    return [
+        python,
+        "-m",
+        "pip",
+        "install",
+        "--no-input",
+        "--target",
+        str(target),
+        TORCH_REQUIREMENT,
+        *REPORT_REQUIREMENTS,
+        *numpy_pin,
+    ]
 
 
 def start_install(user_dir: Path, python: str = sys.executable) -> subprocess.Popen:
