@@ -82,3 +82,9 @@ def test_install_command_is_pinned_and_targets_the_folder(tmp_path):
     requirements = command[7:]
     assert "torch==2.13.0" in requirements and f"numpy=={numpy.__version__}" in requirements
     assert all("==" in requirement for requirement in requirements), "every requirement is pinned"
+
+
+def test_install_command_brings_what_reports_need(tmp_path):
+    from addon.engine.reports import REQUIREMENTS
+
+    assert set(REQUIREMENTS) <= set(torch_vendor.pip_install_command(tmp_path))
