@@ -69,7 +69,10 @@ class BoundProperty:
 
     def _struct(self) -> Any:
         try:
-            return self.owner.path_resolve(self.struct_path) if self.struct_path else self.owner
+            if not self.struct_path:
+                self.owner.as_pointer()  # raises ReferenceError once the data-block is removed
+                return self.owner
+            return self.owner.path_resolve(self.struct_path)
         except ReferenceError:
             raise SpecError(f"{self.label!r}: its data-block was deleted during the run") from None
         except ValueError:

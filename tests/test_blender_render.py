@@ -1,0 +1,129 @@
+"""Render to array: shape, content, settings restored bit for bit, clear errors."""
+
+from __future__ import annotations
+
+import importlib
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from tests.blender_scenes import cube_scene, diff, scene_state
+
+
+@pytest.fixture
+def render(scenefit):
+    return importlib.import_module(f"{scenefit.__name__}.addon.blender.render")
+
+
+@pytest.fixture
+def scene(scenefit):
+    import bpy
+
+    return cube_scene(bpy)
+
+
+@pytest.mark.parametrize(("engine", "samples", "size"), [("BLENDER_WORKBENCH", 1, (48, 32)), ("CYCLES", 4, (32, 32))])
+def test_render_to_array(render, scene, engine, samples, size):
+    import bpy
+
+    image = render.render_to_array(scene, render.RenderSettings(size, engine, samples))
+    assert image.shape == (size[1], size[0], 3) and image.dtype == np.float32
+    assert 0.0 <= image.min() and image.max() <= 1.0
+    assert image.std() > 0.05  # the cube is in view, not a blank frame
+    assert np.array_equal(image * 255, np.round(image * 255))  # 8-bit lattice, like targets
+    cube = bpy.data.objects["Cube"]
+    cube.rotation_euler[2] = math.radians(90)
+    turned = render.render_to_array(scene, render.RenderSettings(size, engine, samples))
+    assert np.abs(turned - image).mean() > 0.005  # yaw is visible
+
+
+def test_rgba_render_has_transparent_background(render, scene):
+    image = render.render_to_array(scene, render.RenderSettings((32, 32), "BLENDER_WORKBENCH", 1, channels=4))
+    assert image.shape == (32, 32, 4)
+    alpha = image[..., 3]
+    assert alpha[0, 0] == 0.0 and alpha.max() == 1.0
+
+
+def test_settings_restored_bit_for_bit(render, scene):
+    import bpy
+
+    scene.render.engine = "BLENDER_WORKBENCH"
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 1919, 1079, 37
+    scene.render.image_settings.file_format = "PNG"
+    scene.render.image_settings.color_depth = "16"
+    scene.render.image_settings.color_mode = "RGBA"
+    scene.render.filepath = "//frames/shot_"
+    scene.render.dither_intensity = 0.731
+    scene.view_settings.view_transform = "AgX"
+    scene.view_settings.look = "AgX - Punchy"
+    scene.view_settings.exposure = 0.3
+    scene.cycles.samples = 333
+    scene.cycles.use_denoising = True
+    scene.display.render_aa = "16"
+    before = scene_state(bpy, scene)
+    with render.RenderOverride(scene, render.RenderSettings((32, 32), "CYCLES", 2)) as renderer:
+        renderer.render()
+        assert scene.view_settings.view_transform == "Standard" and scene.cycles.samples == 2
+        with pytest.raises(ZeroDivisionError):  # an error inside the block still restores
+            with render.RenderOverride(scene, render.RenderSettings((16, 16), "BLENDER_WORKBENCH", 8)):
+                1 / 0  # noqa: B018
+    assert diff(before, scene_state(bpy, scene)) == []
+
+
+def test_persistent_data_renders_match_fresh_renders(render, scene):
+    import bpy
+
+    settings = render.RenderSettings((32, 32), "CYCLES", 4)
+    cube = bpy.data.objects["Cube"]
+    with render.RenderOverride(scene, settings) as renderer:
+        assert scene.render.use_persistent_data
+        renderer.render()
+        cube.rotation_euler[2] = 1.0
+        kept = renderer.render()
+    assert np.array_equal(kept, render.render_to_array(scene, settings))
+
+
+def test_no_camera(render, scene):
+    import bpy
+
+    scene.camera = None
+    before = scene_state(bpy, scene)
+    with pytest.raises(render.RenderError, match="scene 'Scene' has no active camera"):
+        render.render_to_array(scene, render.RenderSettings((32, 32), "BLENDER_WORKBENCH"))
+    assert diff(before, scene_state(bpy, scene)) == []
+
+
+def test_failed_render_is_a_render_error_and_restores(render, scene, monkeypatch):
+    import bpy
+
+    def broken(**_kwargs):
+        raise RuntimeError("Error: out of memory\n")
+
+    before = scene_state(bpy, scene)
+    monkeypatch.setattr(bpy.ops, "render", SimpleNamespace(render=broken))
+    with pytest.raises(render.RenderError, match="rendering scene 'Scene' failed: out of memory"):
+        render.render_to_array(scene, render.RenderSettings((32, 32), "BLENDER_WORKBENCH"))
+    monkeypatch.setattr(bpy.ops, "render", SimpleNamespace(render=lambda **_kwargs: {"CANCELLED"}))
+    with pytest.raises(render.RenderError, match="Blender wrote no image"):
+        render.render_to_array(scene, render.RenderSettings((32, 32), "BLENDER_WORKBENCH"))
+    assert diff(before, scene_state(bpy, scene)) == []
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"engine": "POVRAY"}, "unknown render engine 'POVRAY'"),
+        ({"resolution": (2, 64)}, "outside 4–4096"),
+        ({"samples": 0}, "samples must be at least 1"),
+        ({"channels": 2}, "channels must be 3"),
+    ],
+)
+def test_bad_render_settings(render, scene, settings, message):
+    import bpy
+
+    before = scene_state(bpy, scene)
+    with pytest.raises(render.RenderError, match=message):
+        render.render_to_array(scene, render.RenderSettings(**settings))
+    assert diff(before, scene_state(bpy, scene)) == []
