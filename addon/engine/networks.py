@@ -1,6 +1,8 @@
 """Networks of the objectives: a size-adaptive DCGAN discriminator / WGAN-GP critic and MMD feature maps.
 
-Images are torch (N, C, H, W) float32 in [-1, 1], C in {3, 4}, each side at least ``MIN_SIZE`` px.
+Images are torch (N, C, H, W) float32 in [-1, 1], C in {3, 4}, each side at least ``MIN_SIZE`` px. Clips are
+(N, T, C, H, W): the networks stack a clip's frames in the channel axis (N, T·C, H, W), so the first convolution
+already sees the whole trajectory (chosen over a small 3D convolution by ``bench/clip_encoders.py``).
 """
 
 from __future__ import annotations
@@ -30,11 +32,18 @@ def _downsampled_sizes(height: int, width: int) -> list[tuple[int, int]]:
     return sizes
 
 
-def _check_image_size(channels: int, height: int, width: int) -> None:
+def _check_image_size(channels: int, height: int, width: int, frames: int = 1) -> None:
     if channels not in (3, 4):
         raise ValueError(f"networks take 3 (RGB) or 4 (RGBA) channels, got {channels}")
     if min(height, width) < MIN_SIZE:
         raise ValueError(f"networks need images of at least {MIN_SIZE}×{MIN_SIZE} px, got {height}×{width}")
+    if frames < 1:
+        raise ValueError(f"clips need at least one frame, got {frames}")
+
+
+def stack_frames(images: torch.Tensor) -> torch.Tensor:
+    """Clips (N, T, C, H, W) → (N, T·C, H, W), frame-major; images (N, C, H, W) pass unchanged."""
+    return images.flatten(1, 2) if images.ndim == 5 else images
 
 
 class Discriminator(nn.Module):
@@ -43,16 +52,19 @@ class Discriminator(nn.Module):
     Stride-2 convolutions (width 32, 64, 128, 256, then 256…) halve the image until it is 4–7 px; a last
     convolution spanning the remaining map gives one logit per image. ``norm="batch"`` is the DCGAN
     discriminator; ``norm="layer"`` (per-sample normalisation over C, H, W) is the WGAN-GP critic, whose
-    gradient penalty is per sample and so must not mix samples through batch statistics.
+    gradient penalty is per sample and so must not mix samples through batch statistics. ``frames`` > 1 makes it
+    a clip discriminator over (N, frames, C, H, W) with the frames stacked in the channel axis.
     """
 
-    def __init__(self, channels: int, height: int, width: int, base_width: int = 32, norm: str = "batch"):
+    def __init__(
+        self, channels: int, height: int, width: int, base_width: int = 32, norm: str = "batch", frames: int = 1
+    ):
         super().__init__()
-        _check_image_size(channels, height, width)
+        _check_image_size(channels, height, width, frames)
         if norm not in NORMS:
             raise ValueError(f"unknown normalisation {norm!r}; expected one of {NORMS}")
         layers: list[nn.Module] = []
-        in_channels = channels
+        in_channels = channels * frames
         sizes = _downsampled_sizes(height, width)
         for i in range(len(sizes)):
             out_channels = base_width * 2 ** min(i, 3)
@@ -81,7 +93,7 @@ class Discriminator(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits (n,) — for ``norm="layer"``, critic scores."""
-        return self.features(images).flatten()
+        return self.features(stack_frames(images)).flatten()
 
 
 class RandomConvFeatures(nn.Module):
@@ -89,17 +101,21 @@ class RandomConvFeatures(nn.Module):
 
     Three stride-2 convolutions with He-initialised weights; each stage is average-pooled to a 4×4 grid and
     the grids are concatenated, so features keep the coarse layout (where an object's parts are) that
-    orientation and shape show up in.
+    orientation and shape show up in. ``frames`` > 1: features of clips, frames stacked in the channel axis.
     """
 
     GRID = 4
 
-    def __init__(self, channels: int, generator: torch.Generator, widths: tuple[int, ...] = (16, 32, 64)):
+    def __init__(
+        self, channels: int, generator: torch.Generator, widths: tuple[int, ...] = (16, 32, 64), frames: int = 1
+    ):
         super().__init__()
         if channels not in (3, 4):
             raise ValueError(f"networks take 3 (RGB) or 4 (RGBA) channels, got {channels}")
+        if frames < 1:
+            raise ValueError(f"clips need at least one frame, got {frames}")
         convs = []
-        in_channels = channels
+        in_channels = channels * frames
         for out_channels in widths:
             conv = nn.Conv2d(in_channels, out_channels, 4, 2, 1)
             with torch.no_grad():
@@ -113,7 +129,7 @@ class RandomConvFeatures(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Features (n, k)."""
         pooled = []
-        x = images
+        x = stack_frames(images)
         for conv in self.convs:
             x = F.leaky_relu(conv(x), 0.2)
             pooled.append(F.adaptive_avg_pool2d(x, self.GRID).flatten(1))
@@ -121,18 +137,21 @@ class RandomConvFeatures(nn.Module):
 
 
 class PixelFeatures(nn.Module):
-    """Area-downsampled pixels as features: (n, C·size·size)."""
+    """Area-downsampled pixels as features: (n, C·size·size), for clips (n, T·C·size·size)."""
 
     def __init__(self, size: int = 16):
         super().__init__()
         self.size = size
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return F.adaptive_avg_pool2d(images, self.size).flatten(1)
+        return F.adaptive_avg_pool2d(stack_frames(images), self.size).flatten(1)
 
 
 class TorchScriptFeatures(nn.Module):
-    """A user's TorchScript feature extractor whose every output is checked to be finite (n, k) features."""
+    """A user's TorchScript feature extractor whose every output is checked to be finite (n, k) features.
+
+    It maps images (n, C, H, W); a clip's features are its frames' features concatenated in time order (n, T·k).
+    """
 
     def __init__(self, module: torch.jit.ScriptModule, path: Path):
         super().__init__()
@@ -140,6 +159,9 @@ class TorchScriptFeatures(nn.Module):
         self.path = path
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim == 5:
+            n, frames = images.shape[:2]
+            return self(images.flatten(0, 1)).reshape(n, frames, -1).flatten(1)
         try:
             features = self.module(images)
         except Exception as exc:

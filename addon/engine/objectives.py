@@ -1,9 +1,10 @@
 """Objectives comparing a batch of renders with the target set; each image's reward drives the score-function step.
 
-An objective is built from the targets (N, C, H, W) float32 in [-1, 1], an :class:`ObjectiveConfig` and a
-``torch.Generator``. It draws its network initialisation and a seed for its own private generator (target
-minibatches, gradient-penalty interpolation) from that generator, so two objectives built from generators in
-the same state behave identically, and its state dict holds everything to resume (networks, Adam, RNG).
+An objective is built from the targets (N, C, H, W) float32 in [-1, 1] — or target clips (N, T, C, H, W), whose
+renders are then clips of the same shape — an :class:`ObjectiveConfig` and a ``torch.Generator``. It draws its
+network initialisation and a seed for its own private generator (target minibatches, gradient-penalty
+interpolation) from that generator, so two objectives built from generators in the same state behave
+identically, and its state dict holds everything to resume (networks, Adam, RNG).
 
 * ``adversarial`` — DCGAN discriminator trained with the non-saturating BCE loss (blendtorch densityopt).
 * ``wgan-gp`` — WGAN-GP critic with a gradient penalty (SPIRAL); the reward is the critic score.
@@ -111,14 +112,19 @@ def _as_tuple(name: str, value: Any) -> tuple:
 
 
 def _check_images(images: Any, what: str) -> torch.Tensor:
-    """(N, C, H, W) finite float images in [-1, 1] with C in {3, 4} and sides ≥ MIN_SIZE, as float32."""
+    """(N, C, H, W) finite float images — or (N, T, C, H, W) clips — in [-1, 1] with C in {3, 4} and sides
+    ≥ MIN_SIZE, as float32."""
     if not isinstance(images, torch.Tensor):
         raise TargetError(f"{what} must be a torch tensor (N, C, H, W), got {type(images).__name__}")
-    if images.ndim != 4:
-        raise TargetError(f"{what} must have shape (N, C, H, W), got shape {tuple(images.shape)}")
-    n, c, h, w = images.shape
+    if images.ndim not in (4, 5):
+        raise TargetError(
+            f"{what} must have shape (N, C, H, W), or (N, T, C, H, W) for clips, got shape {tuple(images.shape)}"
+        )
+    n, c, h, w = images.shape[0], *images.shape[-3:]
     if n == 0:
         raise TargetError(f"{what} is empty")
+    if images.ndim == 5 and images.shape[1] == 0:
+        raise TargetError(f"{what} are clips without frames (shape {tuple(images.shape)})")
     if c not in (3, 4):
         raise TargetError(f"{what} must have 3 (RGB) or 4 (RGBA) channels, got {c} (shape {tuple(images.shape)})")
     if min(h, w) < MIN_SIZE:
@@ -155,8 +161,9 @@ class Objective:
     def _check_fake(self, fake: Any) -> torch.Tensor:
         fake = _check_images(fake, "rendered images")
         if fake.shape[1:] != self.targets.shape[1:]:
+            layout = "(T, C, H, W)" if self.targets.ndim == 5 else "(C, H, W)"
             raise TargetError(
-                f"rendered images have shape (C, H, W) = {tuple(fake.shape[1:])} but the targets have "
+                f"rendered images have shape {layout} = {tuple(fake.shape[1:])} but the targets have "
                 f"{tuple(self.targets.shape[1:])}"
             )
         return fake
@@ -211,8 +218,8 @@ class _TrainedObjective(Objective):
 
     def __init__(self, targets: torch.Tensor, config: ObjectiveConfig, generator: torch.Generator):
         super().__init__(targets, config, generator)
-        _, c, h, w = self.targets.shape
-        self.net = Discriminator(c, h, w, config.base_width, self.norm)
+        c, h, w = self.targets.shape[-3:]
+        self.net = Discriminator(c, h, w, config.base_width, self.norm, frames=_frames(self.targets))
         self.net.reset_parameters(generator)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr, betas=config.betas)
 
@@ -298,7 +305,7 @@ class WGANGPObjective(_TrainedObjective):
         real, real_scores, fake_scores = self._scores(fake)
         # Pair every render with a target (cycling when there are fewer targets) for the penalty's interpolates.
         paired = real[torch.arange(len(fake)) % len(real)]
-        eps = torch.rand(len(fake), 1, 1, 1, generator=self._rng)
+        eps = torch.rand(len(fake), *[1] * (fake.ndim - 1), generator=self._rng)
         mixed = (eps * paired + (1 - eps) * fake).requires_grad_(True)
         (grad,) = torch.autograd.grad(self.net(mixed).sum(), mixed, create_graph=True)
         penalty = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
@@ -336,7 +343,8 @@ class MMDObjective(Objective):
         if len(self.targets) < 2:
             raise TargetError("the MMD objective needs at least 2 target images, got 1")
         if config.feature_extractor == "random-conv":
-            self.features: nn.Module = RandomConvFeatures(self.targets.shape[1], generator)
+            channels = self.targets.shape[-3]
+            self.features: nn.Module = RandomConvFeatures(channels, generator, frames=_frames(self.targets))
         elif config.feature_extractor == "pixels":
             self.features = PixelFeatures()
         else:
@@ -403,6 +411,11 @@ class MMDObjective(Objective):
             self.features, self._target_features, self._target_sqdist = features, target_features, target_sqdist
 
         return commit
+
+
+def _frames(images: torch.Tensor) -> int:
+    """Frames per clip of (N, T, C, H, W) clips; 1 for (N, C, H, W) images."""
+    return images.shape[1] if images.ndim == 5 else 1
 
 
 def _sqdist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -256,15 +256,18 @@ class StepStats:
 
 
 def images_to_tensor(images: np.ndarray, what: str) -> torch.Tensor:
-    """(N, H, W, C) float [0, 1] numpy images → torch (N, C, H, W) float32 in [-1, 1]; TargetError if unusable."""
+    """(N, H, W, C) float [0, 1] numpy images → torch (N, C, H, W) float32 in [-1, 1]; TargetError if unusable.
+
+    Clips (N, T, H, W, C) → (N, T, C, H, W).
+    """
     if not isinstance(images, np.ndarray):
         raise TargetError(f"{what} must be a numpy array (N, H, W, C), got {type(images).__name__}")
-    if images.ndim != 4:
-        raise TargetError(f"{what} must have shape (N, H, W, C), got shape {images.shape}")
-    if images.shape[0] == 0:
+    if images.ndim not in (4, 5):
+        raise TargetError(f"{what} must have shape (N, H, W, C), or (N, T, H, W, C) for clips, got {images.shape}")
+    if images.shape[0] == 0 or images.size == 0:
         raise TargetError(f"{what} is empty")
-    if images.shape[3] not in (3, 4):
-        raise TargetError(f"{what} must have 3 (RGB) or 4 (RGBA) channels, got {images.shape[3]} ({images.shape})")
+    if images.shape[-1] not in (3, 4):
+        raise TargetError(f"{what} must have 3 (RGB) or 4 (RGBA) channels, got {images.shape[-1]} ({images.shape})")
     if not np.issubdtype(images.dtype, np.floating):
         raise TargetError(f"{what} must be floating point in [0, 1], got dtype {images.dtype}")
     finite = np.isfinite(images).reshape(len(images), -1).all(axis=1)
@@ -274,13 +277,15 @@ def images_to_tensor(images: np.ndarray, what: str) -> torch.Tensor:
     if low < -_RANGE_SLACK or high > 1 + _RANGE_SLACK:
         raise TargetError(f"{what} must be in [0, 1], got range [{low}, {high}]")
     tensor = torch.from_numpy(np.clip(images, 0.0, 1.0).astype(np.float32, copy=False))
-    return tensor.permute(0, 3, 1, 2).contiguous() * 2.0 - 1.0
+    channels_first = (0, 3, 1, 2) if images.ndim == 4 else (0, 1, 4, 2, 3)
+    return tensor.permute(*channels_first).contiguous() * 2.0 - 1.0
 
 
 class AskTellOptimizer:
     """Learns the distributions of ``space`` so that renders of its samples match ``targets``.
 
     targets: numpy (N, H, W, C) float32 in [0, 1], C in {3, 4}; every told image must have the same (H, W, C).
+    Clips: targets (N, T, H, W, C) and every told "image" a clip (T, H, W, C).
     """
 
     def __init__(self, space: ParameterSpace, targets: np.ndarray, config: OptimizerConfig) -> None:
