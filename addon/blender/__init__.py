@@ -1,8 +1,19 @@
 """Everything that touches bpy. Registration walks the modules in dependency order."""
 
-from . import preferences, presets, properties, supershape
+from . import (
+    panels,
+    preferences,
+    presets,
+    properties,
+    results,
+    run,
+    spec_ops,
+    supershape,
+    target_check,
+    torch_setup,
+)
 
-_MODULES = (preferences, properties, supershape, presets)
+_MODULES = (preferences, properties, supershape, presets, torch_setup, target_check, run, results, spec_ops, panels)
 
 
 def register() -> None:

@@ -1,0 +1,379 @@
+"""View3D ▸ Sidebar ▸ SceneFit: presets, random properties, targets, settings, run.
+
+What the panels show is computed by small view-model functions (``*_text``, :func:`run_view`) that tests call
+directly; ``draw()`` only lays them out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import bpy
+
+from . import rna, target_check, torch_setup
+from .properties import DISTRIBUTION_ITEMS, spec_label
+from .run import CONTROLLER
+
+_DISTRIBUTION_NAMES = {identifier: name for identifier, name, *_ in DISTRIBUTION_ITEMS}
+_KIND_NAMES = {
+    "normal": "Normal",
+    "truncnormal": "Normal",
+    "lognormal": "Log-normal",
+    "categorical": "Categorical",
+    "bernoulli": "Bernoulli",
+}
+MAX_CHOICES_SHOWN = 3
+
+
+# ---- view models ----------------------------------------------------------------------------------------------
+
+
+def _number(value: float, unit: str) -> str:
+    if unit == "ROTATION":
+        return f"{math.degrees(value):.1f}°"
+    return f"{value:.4g}"
+
+
+def distribution_text(entry: dict[str, Any], unit: str = "NONE") -> str:
+    """A distribution in one short line: a learned entry (``obj["scenefit"][label]``, kind under
+    "distribution") or spec fields in the same form. Angles in degrees; log-normal parameters are of log x."""
+    kind = entry.get("distribution", "")
+    if kind in ("normal", "truncnormal"):
+        text = f"μ {_number(entry['mu'], unit)}  σ {_number(entry['sigma'], unit)}"
+        if kind == "truncnormal":
+            text += f"  [{_number(entry['low'], unit)}, {_number(entry['high'], unit)}]"
+        return text
+    if kind == "lognormal":
+        return f"log μ {entry['mu']:.3g}  σ {entry['sigma']:.3g}  (median {math.exp(entry['mu']):.4g})"
+    if kind == "categorical":
+        probs = entry.get("probs") or {}
+        ranked = sorted(probs.items(), key=lambda item: -item[1])
+        text = ", ".join(f"{choice} {p:.0%}" for choice, p in ranked[:MAX_CHOICES_SHOWN])
+        return text + (f" +{len(ranked) - MAX_CHOICES_SHOWN}" if len(ranked) > MAX_CHOICES_SHOWN else "")
+    if kind == "bernoulli":
+        return f"p(on) {entry['p']:.2f}"
+    return ""
+
+
+def initial_entry(spec: Any) -> dict[str, Any]:
+    """A spec's initial distribution in the form of a learned entry (for :func:`distribution_text`)."""
+    if spec.distribution == "NORMAL":
+        entry: dict[str, Any] = {"distribution": "normal", "mu": spec.mu, "sigma": spec.sigma}
+        if spec.use_bounds:
+            entry.update(distribution="truncnormal", low=spec.low, high=spec.high)
+        return entry
+    if spec.distribution == "LOGNORMAL":
+        return {"distribution": "lognormal", "mu": spec.mu, "sigma": spec.sigma}
+    if spec.distribution == "BERNOULLI":
+        return {"distribution": "bernoulli", "p": spec.p}
+    choices = [c.strip() for c in spec.choices.split(",") if c.strip()]
+    try:
+        probs = [float(p) for p in spec.probs.split(",") if p.strip()]
+    except ValueError:
+        probs = []
+    if len(probs) != len(choices):
+        probs = [1.0 / len(choices)] * len(choices) if choices else []
+    return {"distribution": "categorical", "probs": dict(zip(choices, probs, strict=True))}
+
+
+def spec_summary(spec: Any) -> tuple[str, bool]:
+    """(text, learned): the learned distribution when a run has written one, else the initial one."""
+    if spec.learned:
+        return distribution_text(json.loads(spec.learned), spec.unit), True
+    if spec.distribution == "CATEGORICAL" and not spec.choices.strip():
+        return "all items, uniform", False
+    return distribution_text(initial_entry(spec), spec.unit), False
+
+
+@dataclass
+class RunView:
+    """Everything the Run panel shows."""
+
+    running: bool
+    factor: float = 0.0
+    progress_text: str = ""
+    stats: list[str] = field(default_factory=list)
+    message: str = ""
+    message_is_error: bool = False
+    finished_scene: bool = False  # a run of this scene ended in this session
+
+
+def run_view(context: bpy.types.Context) -> RunView:
+    progress = context.window_manager.scenefit_progress
+    running = CONTROLLER.running
+    outcome = CONTROLLER.outcome
+    view = RunView(running=running, message=progress.message)
+    if running or progress.step:
+        steps = max(progress.steps, 1)
+        view.factor = min(progress.step / steps, 1.0)
+        view.progress_text = f"Step {progress.step} / {progress.steps}"
+        view.stats = [
+            f"Renders {progress.renders}   {progress.images_per_s:.1f} images/s",
+            f"D loss {progress.loss:.3f}   D(real) {progress.d_real:.2f}   D(sim) {progress.d_sim:.2f}",
+        ]
+    if outcome is not None and context.scene is not None and outcome.scene_name == context.scene.name:
+        view.finished_scene = not running
+        view.message = outcome.message
+        view.message_is_error = outcome.status == "failed"
+    return view
+
+
+# ---- list -----------------------------------------------------------------------------------------------------
+
+
+class SCENEFIT_UL_specs(bpy.types.UIList):
+    """Random properties: learn toggle, label, owner, and the current (learned or initial) distribution."""
+
+    bl_idname = "SCENEFIT_UL_specs"
+
+    def draw_item(
+        self,
+        context: bpy.types.Context,
+        layout: bpy.types.UILayout,
+        data: Any,
+        item: Any,
+        icon: int,
+        active_data: Any,
+        active_property: str,
+        index: int = 0,
+        flt_flag: int = 0,
+    ) -> None:
+        row = layout.row(align=True)
+        row.prop(item, "learn", text="", icon="LOCKED" if not item.learn else "UNLOCKED", emboss=False)
+        if item.problem:
+            row.label(text=spec_label(item), icon="ERROR")
+        else:
+            row.prop(item, "label", text="", emboss=False, placeholder=spec_label(item))
+        text, learned = spec_summary(item)
+        row.label(text=text, icon="CHECKMARK" if learned else "NONE")
+
+
+# ---- panels ---------------------------------------------------------------------------------------------------
+
+
+class _SceneFitPanel:
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "SceneFit"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return context.scene is not None
+
+
+class SCENEFIT_PT_main(_SceneFitPanel, bpy.types.Panel):
+    """SceneFit: learn distributions of scene properties from target images"""
+
+    bl_idname = "SCENEFIT_PT_main"
+    bl_label = "SceneFit"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        draw_torch_status(layout)
+        row = layout.row(align=True)
+        row.enabled = not CONTROLLER.running
+        row.operator_menu_enum("scenefit.apply_preset", "preset", text="Apply Preset", icon="PRESET")
+
+
+def draw_torch_status(layout: bpy.types.UILayout) -> None:
+    """Nothing when torch is found; otherwise what is wrong and what to do (everything else keeps working)."""
+    status = torch_setup.status()
+    if status.found:
+        return
+    box = layout.box()
+    box.label(text="torch is missing: Optimize needs it", icon="ERROR")
+    col = box.column(align=True)
+    job = torch_setup.job()
+    if job is not None and job.poll():
+        col.label(text="Installing torch…", icon="SORTTIME")
+        for line in list(job.lines)[-2:]:
+            col.label(text=line[:60])
+        return
+    if job is not None and job.returncode:
+        col.label(text=f"pip failed (exit {job.returncode}): {job.lines[-1] if job.lines else ''}"[:80], icon="CANCEL")
+    if bpy.app.online_access:
+        col.label(text="Install it into SceneFit's user folder (about 200 MB):")
+        col.operator("scenefit.install_torch", icon="IMPORT")
+    else:
+        col.label(text="Online access is off (Preferences ▸ System ▸ Network).")
+        col.label(text="Run the install command in a terminal,")
+        col.label(text="or set a torch folder in SceneFit's preferences.")
+    row = col.row(align=True)
+    row.operator("scenefit.copy_torch_command", icon="COPYDOWN")
+    row.operator("scenefit.check_torch", icon="FILE_REFRESH")
+
+
+class SCENEFIT_PT_parameters(_SceneFitPanel, bpy.types.Panel):
+    """Random properties and their distributions"""
+
+    bl_idname = "SCENEFIT_PT_parameters"
+    bl_label = "Parameters"
+    bl_parent_id = "SCENEFIT_PT_main"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        settings = context.scene.scenefit
+        row = layout.row()
+        row.template_list("SCENEFIT_UL_specs", "", settings, "specs", settings, "active_spec_index", rows=4)
+        side = row.column(align=True)
+        side.operator("scenefit.spec_add", icon="ADD", text="")
+        side.operator("scenefit.spec_remove", icon="REMOVE", text="")
+        side.separator()
+        side.operator("scenefit.spec_paste", icon="PASTEDOWN", text="")
+        side.separator()
+        side.operator("scenefit.spec_move", icon="TRIA_UP", text="").direction = "UP"
+        side.operator("scenefit.spec_move", icon="TRIA_DOWN", text="").direction = "DOWN"
+        if not len(settings.specs):
+            layout.label(text="Right-click any field ▸ Randomize with SceneFit", icon="INFO")
+            return
+        index = min(settings.active_spec_index, len(settings.specs) - 1)
+        draw_spec(layout, settings.specs[index], editable=not CONTROLLER.running)
+
+
+def draw_spec(layout: bpy.types.UILayout, spec: Any, editable: bool) -> None:
+    """The active random property: where it lives, its distribution, its learned values."""
+    col = layout.column()
+    col.enabled = editable
+    col.use_property_split = True
+    col.use_property_decorate = False
+    col.prop(spec, "label", placeholder=spec_label(spec))
+    col.prop(spec, "id_type")
+    collection = rna.ID_COLLECTIONS.get(spec.id_type, ("objects",))[0]
+    col.prop_search(spec, "id_name", bpy.data, collection)
+    col.prop(spec, "data_path")
+    if spec.problem:
+        box = col.box()
+        box.alert = True
+        box.label(text=spec.problem[:120], icon="ERROR")
+    col.separator()
+    col.prop(spec, "distribution")
+    angle = spec.unit == "ROTATION"
+    if spec.distribution in ("NORMAL", "LOGNORMAL"):
+        use_angle = angle and spec.distribution == "NORMAL"
+        col.prop(spec, "mu_angle" if use_angle else "mu")
+        col.prop(spec, "sigma_angle" if use_angle else "sigma")
+    if spec.distribution == "NORMAL":
+        col.prop(spec, "use_bounds")
+        sub = col.column(align=True)
+        sub.active = spec.use_bounds
+        sub.prop(spec, "low_angle" if angle else "low")
+        sub.prop(spec, "high_angle" if angle else "high")
+    elif spec.distribution == "CATEGORICAL":
+        col.prop(spec, "choices")
+        col.prop(spec, "probs")
+    elif spec.distribution == "BERNOULLI":
+        col.prop(spec, "p")
+    col.prop(spec, "learn")
+    if spec.learned:
+        box = layout.box()
+        box.label(text="Learned: " + distribution_text(json.loads(spec.learned), spec.unit), icon="CHECKMARK")
+
+
+class SCENEFIT_PT_targets(_SceneFitPanel, bpy.types.Panel):
+    """Target images the renders should become indistinguishable from"""
+
+    bl_idname = "SCENEFIT_PT_targets"
+    bl_label = "Targets"
+    bl_parent_id = "SCENEFIT_PT_main"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        scene = context.scene
+        layout.prop(scene.scenefit, "targets", text="")
+        result = target_check.current(scene)
+        row = layout.row()
+        if result is None:
+            row.label(text="Not checked yet", icon="QUESTION")
+        else:
+            row.label(text=result.summary(), icon="ERROR" if result.error else "IMAGE_DATA")
+        row.operator("scenefit.check_targets", text="Check", icon="FILE_REFRESH")
+        if result is None or result.error:
+            return
+        for path, reason in result.skipped[:3]:
+            layout.label(text=f"{bpy.path.basename(path)}: {reason}"[:80], icon="DOT")
+        icons = target_check.preview_icons(result)
+        if icons:
+            grid = layout.grid_flow(columns=len(icons), even_columns=True, align=True)
+            for icon_id in icons:
+                grid.template_icon(icon_value=icon_id, scale=3.0)
+
+
+class SCENEFIT_PT_settings(_SceneFitPanel, bpy.types.Panel):
+    """How renders are made and compared, and how long to learn"""
+
+    bl_idname = "SCENEFIT_PT_settings"
+    bl_label = "Settings"
+    bl_parent_id = "SCENEFIT_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.use_property_split = True
+        layout.use_property_decorate = False
+        layout.enabled = not CONTROLLER.running
+        settings = context.scene.scenefit
+        col = layout.column()
+        col.prop(settings, "objective")
+        col.prop(settings, "estimator")
+        col.prop(settings, "batch_size")
+        col.prop(settings, "steps")
+        col.prop(settings, "seed")
+        col.separator()
+        sub = col.column(align=True)
+        sub.prop(settings, "resolution_x", text="Resolution X")
+        sub.prop(settings, "resolution_y", text="Y")
+        col.prop(settings, "render_engine")
+        col.prop(settings, "samples")
+        col.separator()
+        col.prop(settings, "output_dir")
+        col.prop(settings, "resume")
+
+
+class SCENEFIT_PT_run(_SceneFitPanel, bpy.types.Panel):
+    """Optimize, watch it learn, stop; then apply the result"""
+
+    bl_idname = "SCENEFIT_PT_run"
+    bl_label = "Run"
+    bl_parent_id = "SCENEFIT_PT_main"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        view = run_view(context)
+        row = layout.row(align=True)
+        row.scale_y = 1.5
+        if view.running:
+            row.operator("scenefit.stop", icon="CANCEL")
+        else:
+            row.operator("scenefit.optimize", icon="PLAY")
+        if view.progress_text:
+            layout.progress(factor=view.factor, type="BAR", text=view.progress_text)
+            col = layout.column(align=True)
+            for line in view.stats:
+                col.label(text=line)
+        if view.message:
+            box = layout.box()
+            box.alert = view.message_is_error
+            box.label(text=view.message[:120], icon="ERROR" if view.message_is_error else "INFO")
+        if view.running or view.finished_scene:
+            col = layout.column(align=True)
+            for spec in context.scene.scenefit.specs:
+                text, learned = spec_summary(spec)
+                col.label(text=f"{spec_label(spec)}: {text}", icon="CHECKMARK" if learned else "DOT")
+        if not view.running:
+            row = layout.row(align=True)
+            row.operator("scenefit.apply_mean", icon="CHECKMARK")
+            row.operator("scenefit.open_results", icon="FILE_FOLDER")
+
+
+_CLASSES = (
+    SCENEFIT_UL_specs,
+    SCENEFIT_PT_main,
+    SCENEFIT_PT_parameters,
+    SCENEFIT_PT_targets,
+    SCENEFIT_PT_settings,
+    SCENEFIT_PT_run,
+)
+register, unregister = bpy.utils.register_classes_factory(_CLASSES)

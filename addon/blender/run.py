@@ -1,0 +1,311 @@
+"""The interactive run: one :class:`RunController` drives a :class:`~.session.Session` a slice at a time.
+
+The Optimize operator calls :meth:`RunController.tick` from its window-manager TIMER events (the UI stays live
+between slices), and in a plain loop when called with EXEC_DEFAULT; tests call ``tick()`` directly because timers
+never fire in the bpy module. Saving the .blend mid-run writes the user's values, not a sample; undo, loading
+another file and disabling the extension stop the run first. Only one run exists at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import bpy
+from bpy.app.handlers import persistent
+
+from ..engine.errors import SceneFitError
+from . import target_check
+from .session import RunConfig, Session
+
+TIMER_INTERVAL_S = 0.02  # how often the UI asks for the next slice
+TICK_SECONDS = 0.05  # rendering time per slice: short enough that the interface keeps responding
+
+
+@dataclass
+class RunOutcome:
+    """How the last run ended, for the Run panel and the after-run operators."""
+
+    scene_name: str
+    status: str  # "finished" | "stopped" | "failed"
+    message: str
+    output_dir: Path | None
+
+
+class RunController:
+    """Owns the single SceneFit run of this Blender session (module-level :data:`CONTROLLER`)."""
+
+    def __init__(self) -> None:
+        self.session: Session | None = None
+        self.outcome: RunOutcome | None = None
+        self._timer: Any = None
+        self._window_manager: Any = None
+        self._suspended = False
+
+    @property
+    def running(self) -> bool:
+        return self.session is not None and self.session.status == "running"
+
+    def start(self, scene: bpy.types.Scene, tick_seconds: float = TICK_SECONDS) -> Session:
+        """Validate and start a run on ``scene`` (SceneFitError, scene untouched, when it cannot start)."""
+        if self.running:
+            raise SceneFitError(
+                f"a SceneFit run is already in progress on scene {self.session.scene.name!r}: stop it first"
+            )
+        session = Session(scene, RunConfig.from_scene(scene), tick_seconds=tick_seconds)
+        session.start()
+        self.session, self.outcome = session, None
+        target_check.remember(scene, session.target_report, session.config.resolution)
+        return session
+
+    def tick(self) -> bool:
+        """One slice of the run (a few renders). True while it goes on; False once it has ended, the scene
+        restored. A failure ends the run, restores the scene and is raised."""
+        session = self.session
+        if session is None:
+            return False
+        try:
+            going = session.step()
+        except BaseException:
+            self._ended()
+            raise
+        if not going:
+            self._ended()
+        return going
+
+    def run_to_end(self) -> None:
+        """The synchronous path (scripts, EXEC_DEFAULT): the same slices in a plain loop."""
+        while self.tick():
+            pass
+
+    def stop(self) -> None:
+        """End the run now (the scene is restored before this returns); a no-op without a run."""
+        session = self.session
+        if session is None:
+            return
+        try:
+            session.stop()
+        finally:
+            self._ended()
+
+    def suspend(self) -> None:
+        """Put the user's values back for a moment (the .blend is being saved); :meth:`resume` undoes it."""
+        if self.running and not self._suspended:
+            self.session.suspend()
+            self._suspended = True
+
+    def resume(self) -> None:
+        if self._suspended:
+            self._suspended = False
+            if self.running:
+                self.session.resume()
+
+    # ---- the UI timer ---------------------------------------------------------------------------------------
+
+    def add_timer(self, window_manager: bpy.types.WindowManager, window: bpy.types.Window) -> None:
+        self.remove_timer()
+        self._timer = window_manager.event_timer_add(TIMER_INTERVAL_S, window=window)
+        self._window_manager = window_manager
+
+    def remove_timer(self) -> None:
+        """Remove the window-manager timer (a timer left registered can keep Blender from exiting)."""
+        if self._timer is not None:
+            try:
+                self._window_manager.event_timer_remove(self._timer)
+            except (ReferenceError, ValueError, RuntimeError):
+                pass  # the window manager went away with the file: its timers went with it
+        self._timer, self._window_manager = None, None
+
+    # ---- ending ---------------------------------------------------------------------------------------------
+
+    def _ended(self) -> None:
+        session, self.session = self.session, None
+        self._suspended = False
+        if session is None:
+            return
+        message = {"finished": "Finished", "stopped": "Stopped"}.get(session.status, f"Failed: {session.error}")
+        self.outcome = RunOutcome(_scene_name(session.scene), session.status, message, session.output_dir)
+
+    def shutdown(self) -> None:
+        """Stop any run and drop the timer: for loading another file and for disabling the extension."""
+        try:
+            self.stop()
+        except Exception as error:  # the scene was restored; the results could not be written
+            print(f"SceneFit: run stopped, results not written: {error}")
+        finally:
+            self.remove_timer()
+
+
+def _scene_name(scene: bpy.types.Scene) -> str:
+    try:
+        return scene.name
+    except ReferenceError:
+        return ""
+
+
+CONTROLLER = RunController()
+
+
+def error_message(error: BaseException) -> str:
+    """A one-line message for ``Operator.report``: SceneFit's own errors as they are, others with their type."""
+    if isinstance(error, SceneFitError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+class SCENEFIT_OT_optimize(bpy.types.Operator):
+    """Learn the distributions of the random properties from the target images (Esc or Stop ends the run and
+    restores the scene)"""
+
+    bl_idname = "scenefit.optimize"
+    bl_label = "Optimize"
+    # No UNDO: samples are never undo steps. One step is pushed when an interactive run ends.
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if CONTROLLER.running:
+            cls.poll_message_set("A SceneFit run is already in progress")
+            return False
+        if context.scene is None or not len(context.scene.scenefit.specs):
+            cls.poll_message_set("Add a random property first (right-click a field ▸ Randomize with SceneFit)")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            CONTROLLER.start(context.scene)
+            CONTROLLER.run_to_end()
+        except Exception as error:
+            self.report({"ERROR"}, error_message(error))
+            return {"CANCELLED"}
+        return self._report_outcome()
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        try:
+            CONTROLLER.start(context.scene)
+        except Exception as error:
+            self.report({"ERROR"}, error_message(error))
+            return {"CANCELLED"}
+        CONTROLLER.add_timer(context.window_manager, context.window)
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if event.type == "ESC" and event.value == "PRESS":
+            return self._end(context, CONTROLLER.stop)
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        if not CONTROLLER.running:  # stopped by the Stop button, undo or a failure elsewhere
+            return self._end(context, None)
+        try:
+            going = CONTROLLER.tick()
+        except Exception as error:
+            CONTROLLER.remove_timer()
+            self.report({"ERROR"}, error_message(error))
+            _redraw(context)
+            return {"CANCELLED"}
+        _redraw(context)
+        return {"PASS_THROUGH"} if going else self._end(context, None)
+
+    def cancel(self, context: bpy.types.Context) -> None:
+        CONTROLLER.shutdown()
+
+    def _end(self, context: bpy.types.Context, action: Any) -> set[str]:
+        try:
+            if action is not None:
+                action()
+        except Exception as error:
+            self.report({"ERROR"}, error_message(error))
+        finally:
+            CONTROLLER.remove_timer()
+        _redraw(context)
+        if bpy.ops.ed.undo_push.poll():  # one undo step holding the learned custom properties
+            bpy.ops.ed.undo_push(message="SceneFit run")
+        return self._report_outcome()
+
+    def _report_outcome(self) -> set[str]:
+        outcome = CONTROLLER.outcome
+        if outcome is None:
+            return {"CANCELLED"}
+        if outcome.status == "failed":
+            self.report({"ERROR"}, outcome.message)
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"SceneFit: {outcome.message.lower()}; results in {outcome.output_dir}")
+        return {"FINISHED"}
+
+
+class SCENEFIT_OT_stop(bpy.types.Operator):
+    """Stop the SceneFit run now: keep what was learned so far and restore the scene"""
+
+    bl_idname = "scenefit.stop"
+    bl_label = "Stop"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return CONTROLLER.running
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            CONTROLLER.stop()
+        except Exception as error:
+            self.report({"ERROR"}, error_message(error))
+            return {"CANCELLED"}
+        _redraw(context)
+        return {"FINISHED"}
+
+
+def _redraw(context: bpy.types.Context) -> None:
+    screen = getattr(context, "screen", None)
+    for area in screen.areas if screen is not None else ():
+        if area.type == "VIEW_3D":
+            area.tag_redraw()
+
+
+# ---- handlers -----------------------------------------------------------------------------------------------
+
+
+@persistent
+def _save_pre(*_args: Any) -> None:
+    CONTROLLER.suspend()
+
+
+@persistent
+def _save_post(*_args: Any) -> None:
+    CONTROLLER.resume()
+
+
+@persistent
+def _stop_run(*_args: Any) -> None:
+    CONTROLLER.shutdown()
+
+
+_HANDLERS = (
+    (bpy.app.handlers.save_pre, _save_pre),
+    (bpy.app.handlers.save_post, _save_post),
+    # A failed save resumes the run too (where this Blender has the handler).
+    (getattr(bpy.app.handlers, "save_post_fail", None), _save_post),
+    (bpy.app.handlers.load_pre, _stop_run),
+    # Undo replaces data-blocks the run holds: stop (and restore) before it happens.
+    (bpy.app.handlers.undo_pre, _stop_run),
+    (bpy.app.handlers.redo_pre, _stop_run),
+)
+_CLASSES = (SCENEFIT_OT_optimize, SCENEFIT_OT_stop)
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(_CLASSES)
+
+
+def register() -> None:
+    _register_classes()
+    for handlers, handler in _HANDLERS:
+        if handlers is not None:
+            handlers.append(handler)
+
+
+def unregister() -> None:
+    CONTROLLER.shutdown()
+    for handlers, handler in _HANDLERS:
+        if handlers is not None and handler in handlers:
+            handlers.remove(handler)
+    _unregister_classes()

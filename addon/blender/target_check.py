@@ -1,0 +1,114 @@
+"""What the Targets panel shows: how many target images load (and which are skipped, why) and thumbnails of a
+few of them. Loading happens in the Check operator or when a run starts, never while drawing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import bpy
+import bpy.utils.previews
+
+from ..engine.errors import TargetError
+from .targets import TargetReport, load_targets
+
+PREVIEW_COUNT = 4
+
+
+@dataclass(frozen=True)
+class TargetCheck:
+    """The outcome of loading a scene's targets at a training size."""
+
+    source: str  # absolute folder or pattern
+    size: tuple[int, int]
+    loaded: tuple[str, ...]
+    skipped: tuple[tuple[str, str], ...]  # (path, reason)
+    error: str  # why nothing could be loaded ("" when images loaded)
+
+    def summary(self) -> str:
+        if self.error:
+            return self.error
+        return f"{len(self.loaded)} loaded, {len(self.skipped)} skipped"
+
+
+_checks: dict[str, TargetCheck] = {}  # by scene name
+_previews: Any = None
+
+
+def _key(scene: bpy.types.Scene) -> tuple[str, tuple[int, int]]:
+    settings = scene.scenefit
+    source = bpy.path.abspath(settings.targets) if settings.targets else ""
+    return source, (settings.resolution_x, settings.resolution_y)
+
+
+def remember(scene: bpy.types.Scene, report: TargetReport, size: tuple[int, int]) -> TargetCheck:
+    """Keep a loader report (from the Check button or a run) for the panel."""
+    check = TargetCheck(report.source, size, tuple(report.loaded), tuple(report.skipped), "")
+    _checks[scene.name] = check
+    return check
+
+
+def check(scene: bpy.types.Scene) -> TargetCheck:
+    """Load the scene's targets at the training size (as a run would) and remember the outcome."""
+    source, size = _key(scene)
+    try:
+        _images, report = load_targets(source, size, 3)
+    except TargetError as error:
+        result = TargetCheck(source, size, (), (), str(error))
+        _checks[scene.name] = result
+        return result
+    return remember(scene, report, size)
+
+
+def current(scene: bpy.types.Scene) -> TargetCheck | None:
+    """The remembered outcome for the scene's current target source and size, if any."""
+    found = _checks.get(scene.name)
+    return found if found is not None and (found.source, found.size) == _key(scene) else None
+
+
+def preview_icons(result: TargetCheck, count: int = PREVIEW_COUNT) -> list[int]:
+    """Icon ids of thumbnails of the first ``count`` loaded targets (generated in the background by Blender)."""
+    global _previews
+    if _previews is None:
+        _previews = bpy.utils.previews.new()
+    icons = []
+    for path in result.loaded[:count]:
+        preview = _previews.get(path) or _previews.load(path, path, "IMAGE")
+        icons.append(preview.icon_id)
+    return icons
+
+
+class SCENEFIT_OT_check_targets(bpy.types.Operator):
+    """Load the target images at the training size and show how many load, which are skipped and why"""
+
+    bl_idname = "scenefit.check_targets"
+    bl_label = "Check Targets"
+    bl_options = {"REGISTER", "INTERNAL"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return context.scene is not None and bool(context.scene.scenefit.targets)
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        result = check(context.scene)
+        if result.error:
+            self.report({"ERROR"}, result.error)
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Targets: {result.summary()}")
+        return {"FINISHED"}
+
+
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory((SCENEFIT_OT_check_targets,))
+
+
+def register() -> None:
+    _register_classes()
+
+
+def unregister() -> None:
+    global _previews
+    if _previews is not None:
+        bpy.utils.previews.remove(_previews)
+        _previews = None
+    _checks.clear()
+    _unregister_classes()
