@@ -121,10 +121,13 @@ class OptimizerConfig:
     def default(cls, **overrides: Any) -> OptimizerConfig:
         """SceneFit's own settings, tuned for few renders on the synthetic supershape recovery.
 
-        Small batches (16) and a large parameter step (Adam lr 0.1) make many parameter updates per render; the
-        leave-one-out baseline with normalised advantages gives each step a well-scaled, low-variance direction
-        from the first batch on (no warm-up gap as in blendtorch), and the σ floor of 0.02 (in the units of the
-        learned scale; log-space for LogNormal) keeps exploration alive. ``overrides`` replace fields.
+        Small batches (16) and a large parameter step (Adam lr 0.1, halving after 20 parameter steps) make many
+        parameter updates per render; the leave-one-out baseline with normalised advantages gives each step a
+        well-scaled, low-variance direction from the first batch on (no warm-up gap as in blendtorch). The
+        reward is the discriminator's logit log D/(1 − D), an estimate of log p_target/p_render, so the
+        expected reward is −KL(render ‖ target): unlike blendtorch's log D it also pulls σ to the target's
+        spread instead of collapsing it. The σ floor of 0.02 (in the learned scale's units; log-space for a
+        LogNormal) keeps exploration alive. ``overrides`` replace fields.
         """
         config = cls(
             objective="adversarial",
@@ -137,6 +140,8 @@ class OptimizerConfig:
             d_betas=(0.5, 0.999),
             param_lr=0.1,
             param_betas=(0.5, 0.999),
+            param_lr_half_life=20.0,
+            objective_options={"reward": "logit"},
         )
         return config.replace(**overrides)
 
