@@ -163,3 +163,36 @@ def test_restitution_is_recovered_from_target_clips():
         optimizer.tell([s.id for s in samples], [bouncing_ball(s.values) for s in samples])
     mu = optimizer.space.values()["restitution"]["mu"]
     assert abs(mu - 0.7) < 0.1, mu
+
+
+# --- the bouncing-ball preset ----------------------------------------------------------------------------------
+
+
+def test_the_bouncing_ball_preset_samples_clips():
+    from addon.engine import presets
+
+    preset = presets.load_preset(presets.PRESET_DIR / "bouncing_ball.json")
+    assert preset.scene_builder == "bouncing_ball"
+    assert preset.run["clips"] == {"frame_start": 9, "frame_end": 51, "stride": 6}
+    assert preset.truth()["restitution"]["mu"] == 0.7 and preset.space()["restitution"]["mu"] == 0.3
+
+
+@pytest.mark.parametrize(
+    "clips, message",
+    [
+        ({"frame_start": 10, "frame_end": 12, "stride": 5}, "fewer than 2 frames"),
+        ({"frame_start": 1, "frame_end": 20, "stride": 0}, "run.clips.stride"),
+        ({"frame_start": 1}, "run.clips.frame_end: missing"),
+        ({"frame_start": 1, "frame_end": 20, "every": 2}, "unknown field"),
+    ],
+)
+def test_bad_clip_run_settings_are_refused(clips, message):
+    import json
+
+    from addon.engine import presets
+    from addon.engine.errors import ConfigError
+
+    data = json.loads((presets.PRESET_DIR / "bouncing_ball.json").read_text())
+    data["run"]["clips"] = clips
+    with pytest.raises(ConfigError, match=message):
+        presets.preset_from_dict(data, "bouncing_ball.json")

@@ -18,8 +18,14 @@ ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = {path.stem: path for path in presets.preset_paths()}
 
 
-def test_the_four_presets_ship():
-    assert set(SHIPPED) == {"supershape_density", "supershape_guided_dr", "object_yaw", "discrete_choice"}
+def test_the_presets_ship():
+    assert set(SHIPPED) == {
+        "supershape_density",
+        "supershape_guided_dr",
+        "object_yaw",
+        "discrete_choice",
+        "bouncing_ball",
+    }
 
 
 @pytest.mark.parametrize("stem", sorted(SHIPPED))

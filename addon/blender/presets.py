@@ -19,7 +19,7 @@ from mathutils import Vector
 from ... import torch_vendor
 from ..engine import presets as engine_presets
 from ..engine.errors import SceneFitError
-from . import preferences, rna, supershape
+from . import physics, preferences, rna, supershape
 
 Builder = Callable[[bpy.types.Scene, Mapping[str, Any]], list[bpy.types.ID]]
 
@@ -154,10 +154,71 @@ def build_primitive_choice(scene: bpy.types.Scene, options: Mapping[str, Any]) -
     return [obj, mesh, material, tree, *_stage(scene, (0.0, -5.0, 2.5), (0.0, 0.0, 0.0))]
 
 
+FLOOR_NAME = "Floor"
+FLOOR_COLOUR = (0.35, 0.37, 0.4, 1.0)
+BALL_RADIUS = 0.2
+
+
+def _rigid_body(scene: bpy.types.Scene, obj: bpy.types.Object, kind: str) -> bpy.types.RigidBodyObject:
+    with bpy.context.temp_override(scene=scene, object=obj, active_object=obj, selected_objects=[obj]):
+        bpy.ops.rigidbody.object_add(type=kind)
+    return obj.rigid_body
+
+
+def build_bouncing_ball(scene: bpy.types.Scene, options: Mapping[str, Any]) -> list[bpy.types.ID]:
+    """A rigid-body sphere (radius 0.2 m, centre at ``height``) dropped on a passive floor at z = 0, seen from the
+    side by an orthographic camera. The floor's restitution is 1 and damping is off, so the ball's
+    ``rigid_body.restitution`` alone sets how high it bounces (Bullet multiplies the two bodies' restitutions).
+    With ``launch_frames`` > 0 the ball gets a sampled initial velocity (:mod:`physics`)."""
+    if scene.rigidbody_world is None:
+        with bpy.context.temp_override(scene=scene):
+            bpy.ops.rigidbody.world_add()
+    world = scene.rigidbody_world
+    world.enabled = True
+    world.point_cache.frame_start = scene.frame_start
+    world.point_cache.frame_end = max(world.point_cache.frame_end, scene.frame_end)
+
+    bm = bmesh.new()
+    bmesh.ops.create_uvsphere(bm, u_segments=24, v_segments=12, radius=BALL_RADIUS)
+    mesh = bpy.data.meshes.new(options["name"])
+    bm.to_mesh(mesh)
+    bm.free()
+    for polygon in mesh.polygons:
+        polygon.use_smooth = True
+    ball = _link(scene, bpy.data.objects.new(options["name"], mesh))
+    ball.location = (0.0, 0.0, options["height"])
+    material = _material(options["name"])
+    mesh.materials.append(material)
+
+    floor_mesh = bpy.data.meshes.new(FLOOR_NAME)
+    floor_mesh.from_pydata([(-4, -4, 0), (4, -4, 0), (4, 4, 0), (-4, 4, 0)], [], [(0, 1, 2, 3)])
+    floor = _link(scene, bpy.data.objects.new(FLOOR_NAME, floor_mesh))
+    floor_material = bpy.data.materials.new(FLOOR_NAME)
+    floor_material.diffuse_color = FLOOR_COLOUR
+    floor_mesh.materials.append(floor_material)
+
+    body = _rigid_body(scene, ball, "ACTIVE")
+    body.collision_shape = "SPHERE"
+    body.restitution = options["restitution"]
+    body.linear_damping = body.angular_damping = 0.0
+    ground = _rigid_body(scene, floor, "PASSIVE")
+    ground.collision_shape = "BOX"
+    ground.restitution = 1.0
+    if options["launch_frames"]:
+        physics.add_initial_velocity(scene, ball, frames=options["launch_frames"])
+
+    staged = _stage(scene, (0.0, -10.0, 1.15), (0.0, 0.0, 1.15))
+    camera_data = staged[1]
+    camera_data.type = "ORTHO"
+    camera_data.ortho_scale = 2.7
+    return [ball, mesh, material, floor, floor_mesh, floor_material, *staged]
+
+
 BUILDERS: dict[str, Builder] = {
     "supershape": build_supershape,
     "yaw_object": build_yaw_object,
     "primitive_choice": build_primitive_choice,
+    "bouncing_ball": build_bouncing_ball,
 }
 
 
@@ -199,6 +260,11 @@ def _fill_settings(settings: Any, run: Mapping[str, Any]) -> None:
     settings.resolution_x, settings.resolution_y = run["resolution"]
     settings.render_engine = run["render_engine"]
     settings.samples = run["samples"]
+    clips = run.get("clips")
+    settings.use_clips = clips is not None
+    if clips is not None:
+        settings.clip_frame_start, settings.clip_frame_end = clips["frame_start"], clips["frame_end"]
+        settings.clip_stride = clips["stride"]
 
 
 Names = dict[tuple[str, str], str]  # (id_type, intended name) -> actual name

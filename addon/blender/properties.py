@@ -259,6 +259,25 @@ class SCENEFIT_Settings(bpy.types.PropertyGroup):
         description="A checkpoint file of an earlier run to continue from (empty: start fresh)",
         subtype="FILE_PATH",
     )
+    use_clips: bpy.props.BoolProperty(
+        name="Clips",
+        description="Each sample is a clip: the frame range below is simulated from its start (rigid bodies, cloth, "
+        "animation) and rendered every Stride frames; targets are clips (sub-folders of frames or videos)",
+        default=False,
+    )
+    clip_frame_start: bpy.props.IntProperty(
+        name="Clip Start", description="First frame of each clip (inside the scene's frame range)", default=1
+    )
+    clip_frame_end: bpy.props.IntProperty(
+        name="Clip End", description="Last frame a clip may use (inside the scene's frame range)", default=57
+    )
+    clip_stride: bpy.props.IntProperty(
+        name="Stride",
+        description="Render every Stride-th frame from Clip Start: T = frames per clip. Every frame in between is "
+        "still simulated",
+        default=8,
+        min=1,
+    )
 
 
 class SCENEFIT_Progress(bpy.types.PropertyGroup):

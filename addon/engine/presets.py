@@ -20,11 +20,13 @@ Schema (version 1)::
       ],
       "targets": {"count": 64, "seed": 1},
       "run": {"objective": "adversarial", "estimator": "ema", "batch_size": 64, "steps": 100, "seed": 0,
-              "resolution": [64, 64], "render_engine": "BLENDER_WORKBENCH", "samples": 8}
+              "resolution": [64, 64], "render_engine": "BLENDER_WORKBENCH", "samples": 8,
+              "clips": {"frame_start": 1, "frame_end": 57, "stride": 8}}
     }
 
 ``truth`` (optional per parameter) is the distribution the demo's target images are rendered from; ``targets``
-says how many and with which seed, and is required when every parameter has a truth.
+says how many and with which seed, and is required when every parameter has a truth. ``run.clips`` (optional)
+makes every sample and target a clip of those frames (physics presets); without it samples are still images.
 """
 
 from __future__ import annotations
@@ -92,6 +94,15 @@ def _integer(low: int, high: int | None = None) -> Check:
             bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
             raise _fail(where, f"must be {bounds}, got {value}")
         return value
+
+    return check
+
+
+def _number(low: float, high: float) -> Check:
+    def check(value: Any, where: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            raise _fail(where, f"must be a number between {low} and {high}, got {value!r}")
+        return float(value)
 
     return check
 
@@ -179,6 +190,14 @@ SCENES: dict[str, dict[str, _Field]] = {
         "name": _Field(_string, "Primitive"),
         "primitives": _Field(_list_of(_one_of(PRIMITIVES), 2, unique=True), ("cube", "uv_sphere", "cone")),
     },
+    # A rigid-body ball dropped from ``height`` (m, its centre) on a passive floor, seen from the side; with
+    # ``launch_frames`` > 0 it also gets a sampled initial velocity (custom property ["initial_velocity"]).
+    "bouncing_ball": {
+        "name": _Field(_string, "Ball"),
+        "height": _Field(_number(0.5, 10.0), 2.0),
+        "restitution": _Field(_number(0.0, 1.0), 0.5),
+        "launch_frames": _Field(_integer(0, 24), 0),
+    },
 }
 
 _PARAMETER = _section(
@@ -192,6 +211,21 @@ _PARAMETER = _section(
     }
 )
 _TARGETS = _section({"count": _Field(_integer(1, 100_000)), "seed": _Field(_integer(0), 0)})
+
+
+def _clips(value: Any, where: str) -> dict[str, int]:
+    """Clip samples: frames ``frame_start``…``frame_end`` every ``stride`` frames, at least two of them."""
+    clips = _section(
+        {"frame_start": _Field(_integer(0)), "frame_end": _Field(_integer(0)), "stride": _Field(_integer(1), 1)}
+    )(value, where)
+    if len(range(clips["frame_start"], clips["frame_end"] + 1, clips["stride"])) < 2:
+        raise _fail(
+            where,
+            f"frames {clips['frame_start']}–{clips['frame_end']} every {clips['stride']} give fewer than 2 frames",
+        )
+    return clips
+
+
 _RUN = _section(
     {
         "objective": _Field(_one_of(OBJECTIVES)),
@@ -202,6 +236,7 @@ _RUN = _section(
         "resolution": _Field(_pair(16, 512), (64, 64)),
         "render_engine": _Field(_one_of(RENDER_ENGINES), "BLENDER_WORKBENCH"),
         "samples": _Field(_integer(1, 4096), 8),
+        "clips": _Field(_clips, None),
     }
 )
 
