@@ -33,16 +33,20 @@ def mean_value(bound: rna.BoundProperty, entry: dict[str, Any]) -> rna.Value:
     from ..engine.errors import DistributionError
 
     values = {key: value for key, value in entry.items() if key not in _NOT_VALUES}
+    stored_choices = None
     if isinstance(values.get("probs"), dict):  # stored by choice: {"SUN": 0.7, "POINT": 0.3}
-        probs = values.pop("probs")
-        values.update(choices=list(probs), probs=list(probs.values()))
+        stored_choices = list(values["probs"])
+        values["probs"] = list(values["probs"].values())
     try:
         mean = distribution_from_dict({"kind": entry.get("distribution"), **values}).mean_value()
     except DistributionError as error:
         raise SpecError(f"{bound.culprit}: the stored learned distribution is unusable: {error}") from None
-    if not isinstance(mean, str) or bound.value_type == "enum":
+    if stored_choices is None:
         return mean
-    return mean == "True" if bound.value_type == "bool" else float(mean)
+    choice = stored_choices[int(mean)]  # custom properties keep choices as text
+    if bound.value_type == "enum":
+        return choice
+    return choice == "True" if bound.value_type == "bool" else float(choice)
 
 
 def apply_means(scene: bpy.types.Scene) -> list[str]:

@@ -117,6 +117,10 @@ class RunController:
                 pass  # the window manager went away with the file: its timers went with it
         self._timer, self._window_manager = None, None
 
+    @property
+    def has_timer(self) -> bool:
+        return self._timer is not None
+
     # ---- ending ---------------------------------------------------------------------------------------------
 
     def _ended(self) -> None:
@@ -135,6 +139,10 @@ class RunController:
             print(f"SceneFit: run stopped, results not written: {error}")
         finally:
             self.remove_timer()
+
+    def forget(self) -> None:
+        """Drop the last run's outcome (another file was loaded: its scenes are not the ones that ran)."""
+        self.outcome = None
 
 
 def _scene_name(scene: bpy.types.Scene) -> str:
@@ -282,12 +290,18 @@ def _stop_run(*_args: Any) -> None:
     CONTROLLER.shutdown()
 
 
+@persistent
+def _load_pre(*_args: Any) -> None:
+    CONTROLLER.shutdown()
+    CONTROLLER.forget()
+
+
 _HANDLERS = (
     (bpy.app.handlers.save_pre, _save_pre),
     (bpy.app.handlers.save_post, _save_post),
     # A failed save resumes the run too (where this Blender has the handler).
     (getattr(bpy.app.handlers, "save_post_fail", None), _save_post),
-    (bpy.app.handlers.load_pre, _stop_run),
+    (bpy.app.handlers.load_pre, _load_pre),
     # Undo replaces data-blocks the run holds: stop (and restore) before it happens.
     (bpy.app.handlers.undo_pre, _stop_run),
     (bpy.app.handlers.redo_pre, _stop_run),
