@@ -95,6 +95,8 @@ class TrainingThread:
                     break
                 except queue.Full:
                     continue
+            # The thread may have failed or stopped (and drained the queue) while this put waited for room.
+            self._check_running()
         except BaseException:
             self._finish_one()
             raise
