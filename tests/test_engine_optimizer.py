@@ -382,3 +382,14 @@ def test_estimator_settings_reach_the_sigma_floor():
     for _ in range(3):
         optimizer.tell(*render(optimizer.ask()))
     assert all(v["sigma"] >= 0.39 for v in optimizer.space.values().values())
+
+
+def test_state_dict_has_exactly_the_checked_keys():
+    from addon.engine.optimizer import _STATE_KEYS
+
+    optimizer = make_optimizer()
+    assert sorted(optimizer.state_dict()) == sorted(_STATE_KEYS)
+    state = optimizer.state_dict()
+    del state["sample_rng"]
+    with pytest.raises(ConfigError, match="sample_rng"):
+        make_optimizer().load_state_dict(state)

@@ -32,6 +32,11 @@ from .objectives import OBJECTIVES, Objective, ObjectiveConfig, make_objective
 
 CHECKPOINT_FORMAT = "scenefit-optimizer"
 CHECKPOINT_VERSION = 1
+_STATE_KEYS = (
+    *("format", "version", "config", "space_structure", "image_shape", "history"),
+    *("space", "objective", "estimator", "param_optimizer", "param_started", "param_steps", "step", "renders"),
+    *("sample_rng", "next_id", "pending_ids", "pending_samples"),
+)
 # Renders may overshoot [0, 1] by rounding (e.g. 1.0000001 after colour management); more than this is a bug.
 _RANGE_SLACK = 1e-3
 # ObjectiveConfig fields that OptimizerConfig sets itself (d_lr, d_betas, feature_extractor): not in objective_options.
@@ -535,6 +540,9 @@ class AskTellOptimizer:
             raise ConfigError("not a SceneFit optimizer state (missing format tag)")
         if state.get("version") != CHECKPOINT_VERSION:
             raise ConfigError(f"optimizer state version {state.get('version')!r} is not {CHECKPOINT_VERSION}")
+        missing = sorted(set(_STATE_KEYS) - set(state))
+        if missing:
+            raise ConfigError(f"the optimizer state lacks {missing}")
         if tuple(state["image_shape"]) != self.image_shape:
             raise ConfigError(
                 f"the state was saved for images of shape {tuple(state['image_shape'])}, "
