@@ -180,7 +180,7 @@ def test_running_and_finished(ui, scene, tmp_path):
 
     assert bpy.ops.scenefit.check_targets() == {"FINISHED"}
     layout = draw_all()
-    assert "4 loaded, 1 skipped" in layout.texts()
+    assert "4 images loaded, 1 skipped" in layout.texts()
     assert any("notes.txt" in text for text in layout.texts())
     assert len([call for call in layout.calls() if call.name == "template_icon"]) == 4  # thumbnails
 

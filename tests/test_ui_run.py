@@ -265,3 +265,18 @@ def test_output_folder_defaults_to_the_user_folder(ui, scene, controller):
     scene.scenefit.output_dir = ""
     folder = ui.results.results_folder(scene)
     assert isinstance(folder, Path) and folder.name == scene.name and "runs" in folder.parts
+
+
+def test_undo_stops_the_run_first(ui, scene, controller):
+    """Undo cannot run in the bpy module (no undo stack in background mode): call what Blender calls before it."""
+    import bpy
+
+    before = scene_state(bpy, scene)
+    controller.start(scene, tick_seconds=0.0)
+    controller.tick()
+    handlers = [h for h in bpy.app.handlers.undo_pre if h.__module__ == ui.run.__name__]
+    assert handlers and handlers == [h for h in bpy.app.handlers.redo_pre if h.__module__ == ui.run.__name__]
+    for handler in handlers:
+        handler(scene, None)
+    assert not controller.running and controller.outcome.status == "stopped"
+    assert diff(before, scene_state(bpy, scene)) == []

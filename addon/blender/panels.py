@@ -286,7 +286,8 @@ class SCENEFIT_PT_targets(_SceneFitPanel, bpy.types.Panel):
         result = target_check.current(scene)
         row = layout.row()
         if result is None:
-            row.label(text="Not checked yet", icon="QUESTION")
+            waiting = "Checked when a run starts" if scene.scenefit.use_clips else "Not checked yet"
+            row.label(text=waiting, icon="QUESTION")
         else:
             row.label(text=result.summary(), icon="ERROR" if result.error else "IMAGE_DATA")
         row.operator("scenefit.check_targets", text="Check", icon="FILE_REFRESH")
@@ -327,6 +328,13 @@ class SCENEFIT_PT_settings(_SceneFitPanel, bpy.types.Panel):
         sub.prop(settings, "resolution_y", text="Y")
         col.prop(settings, "render_engine")
         col.prop(settings, "samples")
+        col.separator()
+        col.prop(settings, "use_clips")
+        sub = col.column(align=True)
+        sub.active = settings.use_clips
+        sub.prop(settings, "clip_frame_start")
+        sub.prop(settings, "clip_frame_end")
+        sub.prop(settings, "clip_stride")
         col.separator()
         col.prop(settings, "output_dir")
         col.prop(settings, "resume")

@@ -10,7 +10,7 @@ import bpy
 import bpy.utils.previews
 
 from ..engine.errors import TargetError
-from .targets import TargetReport, load_targets
+from .targets import load_targets
 
 PREVIEW_COUNT = 4
 
@@ -24,11 +24,12 @@ class TargetCheck:
     loaded: tuple[str, ...]
     skipped: tuple[tuple[str, str], ...]  # (path, reason)
     error: str  # why nothing could be loaded ("" when images loaded)
+    clips: bool = False  # entries are clips (frame folders or videos), not images
 
     def summary(self) -> str:
         if self.error:
             return self.error
-        return f"{len(self.loaded)} loaded, {len(self.skipped)} skipped"
+        return f"{len(self.loaded)} {'clips' if self.clips else 'images'} loaded, {len(self.skipped)} skipped"
 
 
 _checks: dict[str, TargetCheck] = {}  # by scene name
@@ -41,9 +42,12 @@ def _key(scene: bpy.types.Scene) -> tuple[str, tuple[int, int]]:
     return source, (settings.resolution_x, settings.resolution_y)
 
 
-def remember(scene: bpy.types.Scene, report: TargetReport, size: tuple[int, int]) -> TargetCheck:
-    """Keep a loader report (from the Check button or a run) for the panel."""
-    check = TargetCheck(report.source, size, tuple(report.loaded), tuple(report.skipped), "")
+def remember(scene: bpy.types.Scene, report: Any, size: tuple[int, int]) -> TargetCheck:
+    """Keep a loader report (a TargetReport from the Check button or a run, or a run's clip report whose loaded
+    entries are (path, frames)) for the panel."""
+    clips = any(not isinstance(entry, str) for entry in report.loaded)
+    loaded = tuple(entry if isinstance(entry, str) else entry[0] for entry in report.loaded)
+    check = TargetCheck(report.source, size, loaded, tuple(report.skipped), "", clips)
     _checks[scene.name] = check
     return check
 
@@ -67,8 +71,11 @@ def current(scene: bpy.types.Scene) -> TargetCheck | None:
 
 
 def preview_icons(result: TargetCheck, count: int = PREVIEW_COUNT) -> list[int]:
-    """Icon ids of thumbnails of the first ``count`` loaded targets (generated in the background by Blender)."""
+    """Icon ids of thumbnails of the first ``count`` loaded target images (generated in the background by Blender);
+    none for clips."""
     global _previews
+    if result.clips:
+        return []
     if _previews is None:
         _previews = bpy.utils.previews.new()
     icons = []
@@ -87,7 +94,13 @@ class SCENEFIT_OT_check_targets(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return context.scene is not None and bool(context.scene.scenefit.targets)
+        settings = context.scene.scenefit if context.scene is not None else None
+        if settings is None or not settings.targets:
+            return False
+        if settings.use_clips:
+            cls.poll_message_set("Target clips are checked when a run starts")
+            return False
+        return True
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         result = check(context.scene)
