@@ -95,6 +95,16 @@ def test_exec_default_runs_to_the_end_and_restores_the_scene(ui, scene, controll
     assert ui.results.results_folder(scene) == tmp_path / "out"
 
 
+def test_invoke_without_an_event_loop_runs_synchronously(ui, scene, controller):
+    import bpy
+
+    before = scene_state(bpy, scene)
+    assert bpy.app.background
+    assert bpy.ops.scenefit.optimize("INVOKE_DEFAULT") == {"FINISHED"}  # a modal run would never get a tick here
+    assert controller.outcome.status == "finished" and not controller.has_timer
+    assert diff(before, scene_state(bpy, scene)) == []
+
+
 def test_one_run_at_a_time(ui, scene, controller):
     import bpy
 

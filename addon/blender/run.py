@@ -191,6 +191,8 @@ class SCENEFIT_OT_optimize(bpy.types.Operator):
         return self._report_outcome()
 
     def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if bpy.app.background or context.window is None:  # no event loop would ever deliver a timer tick
+            return self.execute(context)
         try:
             CONTROLLER.start(context.scene)
         except Exception as error:

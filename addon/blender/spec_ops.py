@@ -54,8 +54,8 @@ def clicked_targets(context: Any) -> list[tuple[picking.PropertyTarget, str]]:
         for target, _text in targets:
             target.id_type  # noqa: B018  (raises SpecError for data-blocks a spec cannot name)
         return targets
-    except (SceneFitError, ReferenceError, AttributeError, ValueError, TypeError):
-        return []
+    except (SceneFitError, ReferenceError, AttributeError, ValueError, TypeError, KeyError, RuntimeError):
+        return []  # drawn on every right-click in Blender: anything unexpected just means "no entry"
 
 
 def _button_targets(pointer: Any, prop: Any) -> list[tuple[picking.PropertyTarget, str]]:
