@@ -237,12 +237,24 @@ def test_disabling_the_extension_stops_the_run(ui, scene, controller, scenefit):
     before = scene_state(bpy, scene)
     controller.start(scene, tick_seconds=0.0)
     controller.tick()
+    controller.add_timer(bpy.context.window_manager, bpy.context.window)
     addon_utils.disable(scenefit.__name__, default_set=True)
     try:
-        assert not controller.running
+        assert not controller.running and not controller.has_timer
         assert diff(before, scene_state(bpy, scene)) == []
+        assert context_menu_hooks() == []
+        for handlers in (bpy.app.handlers.save_pre, bpy.app.handlers.load_pre, bpy.app.handlers.undo_pre):
+            assert not [h for h in handlers if h.__module__.startswith(scenefit.__name__)]
     finally:
         addon_utils.enable(scenefit.__name__, default_set=True)
+    assert len(context_menu_hooks()) == 1
+
+
+def context_menu_hooks() -> list:
+    import bpy
+
+    draw = bpy.types.UI_MT_button_context_menu.draw
+    return [f for f in getattr(draw, "_draw_funcs", []) if f.__module__.endswith(".spec_ops")]
 
 
 def test_apply_mean_sets_the_learned_mean(ui, scene, controller):
