@@ -14,17 +14,10 @@ from typing import Any
 import bpy
 
 from . import rna, target_check, torch_setup
-from .properties import DISTRIBUTION_ITEMS, spec_label
+from .properties import ID_TYPE_ITEMS, spec_label
 from .run import CONTROLLER
 
-_DISTRIBUTION_NAMES = {identifier: name for identifier, name, *_ in DISTRIBUTION_ITEMS}
-_KIND_NAMES = {
-    "normal": "Normal",
-    "truncnormal": "Normal",
-    "lognormal": "Log-normal",
-    "categorical": "Categorical",
-    "bernoulli": "Bernoulli",
-}
+_ID_ICONS = {identifier: icon for identifier, _name, _description, icon, _number in ID_TYPE_ITEMS}
 MAX_CHOICES_SHOWN = 3
 
 
@@ -125,7 +118,8 @@ def run_view(context: bpy.types.Context) -> RunView:
 
 
 class SCENEFIT_UL_specs(bpy.types.UIList):
-    """Random properties: learn toggle, label, owner, and the current (learned or initial) distribution."""
+    """Random properties: learn toggle, label with the owner's type icon, and the current (learned, ✓, or initial)
+    distribution; the selected one's owner, path, distribution and bounds are edited below the list."""
 
     bl_idname = "SCENEFIT_UL_specs"
 
@@ -143,10 +137,7 @@ class SCENEFIT_UL_specs(bpy.types.UIList):
     ) -> None:
         row = layout.row(align=True)
         row.prop(item, "learn", text="", icon="LOCKED" if not item.learn else "UNLOCKED", emboss=False)
-        if item.problem:
-            row.label(text=spec_label(item), icon="ERROR")
-        else:
-            row.prop(item, "label", text="", emboss=False, placeholder=spec_label(item))
+        row.label(text=spec_label(item), icon="ERROR" if item.problem else _ID_ICONS.get(item.id_type, "NONE"))
         text, learned = spec_summary(item)
         row.label(text=text, icon="CHECKMARK" if learned else "NONE")
 
@@ -239,7 +230,7 @@ def draw_spec(layout: bpy.types.UILayout, spec: Any, editable: bool) -> None:
     col.enabled = editable
     col.use_property_split = True
     col.use_property_decorate = False
-    col.prop(spec, "label", placeholder=spec_label(spec))
+    col.prop(spec, "label")
     col.prop(spec, "id_type")
     collection = rna.ID_COLLECTIONS.get(spec.id_type, ("objects",))[0]
     col.prop_search(spec, "id_name", bpy.data, collection)
