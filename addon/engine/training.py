@@ -95,13 +95,13 @@ class TrainingThread:
                     break
                 except queue.Full:
                     continue
-            # The thread may have failed or stopped (and drained the queue) while this put waited for room.
-            self._check_running()
         except BaseException:
             self._finish_one()
             raise
         with self._lock:
             self._submits.append((time.perf_counter(), len(images)))
+        # The thread may have failed or stopped while the put waited for room; its drain accounts for the batch.
+        self._check_running()
 
     def snapshot(self) -> dict[str, Any]:
         """A copy of the latest statistics (step, renders, losses, D outputs, values, images/s, param_step)."""
