@@ -146,6 +146,13 @@ class ClipRenderer(RenderOverride):
 
     def check(self) -> None:
         super().check()
+        # Blender renders a scene at the active scene's frame. A context override would fix that, but a render
+        # under one reads the override's Python dict while a training thread runs Python: it crashes Blender.
+        if self.scene != bpy.context.scene:
+            raise ConfigError(
+                f"clip samples are rendered from the active scene: make {self.scene.name!r} the active scene "
+                f"(it is {bpy.context.scene.name!r})"
+            )
         check_clip_range(self.scene, self.clip)
 
     def __enter__(self) -> ClipRenderer:
@@ -164,12 +171,10 @@ class ClipRenderer(RenderOverride):
         scene, wanted = self.scene, set(self.clip.frames)
         self._invalidate()
         frames = []
-        # Rendering a scene other than the context's would first move it to the context scene's frame.
-        with bpy.context.temp_override(scene=scene):
-            for frame in range(simulation_start(scene, self.clip), self.clip.frame_end + 1):
-                scene.frame_set(frame)
-                if frame in wanted:
-                    frames.append(super().render())
+        for frame in range(simulation_start(scene, self.clip), self.clip.frame_end + 1):
+            scene.frame_set(frame)
+            if frame in wanted:
+                frames.append(super().render())
         return np.stack(frames)
 
     def restore(self) -> list[str]:
@@ -245,6 +250,22 @@ def probe_values(distribution: Mapping[str, Any], choices: Sequence[Any] | None 
     if kind == "bernoulli":
         return [False, True]
     raise SceneFitError(f"no probe values for distribution kind {kind!r}")
+
+
+def learned_probes(
+    parameters: Mapping[str, Any], distributions: Mapping[str, Mapping[str, Any]]
+) -> dict[str, tuple[rna.BoundProperty, list[rna.Value]]]:
+    """A run's probes: label → (property, :func:`probe_values`) for every learned (not fixed) parameter.
+    ``parameters``: label → object with ``bound`` and ``choices`` (a session's parameters)."""
+    return {
+        label: (parameter.bound, probe_values(distributions[label], parameter.choices))
+        for label, parameter in parameters.items()
+        if not distributions[label].get("fixed", False)
+    }
+
+
+def scene_fps(scene: bpy.types.Scene) -> float:
+    return scene.render.fps / scene.render.fps_base
 
 
 def _show(value: rna.Value) -> str:
