@@ -2,7 +2,9 @@
 
 Images are torch (N, C, H, W) float32 in [-1, 1], C in {3, 4}, each side at least ``MIN_SIZE`` px. Clips are
 (N, T, C, H, W): the networks stack a clip's frames in the channel axis (N, T·C, H, W), so the first convolution
-already sees the whole trajectory (chosen over a small 3D convolution by ``bench/clip_encoders.py``).
+already sees the whole trajectory. Chosen over a small 3D convolution by ``bench/clip_encoders.py`` (bouncing-ball
+restitution, 3 seeds, 50 steps): adversarial, stacked 3/3 runs end within 0.1 (errors ≤ 0.024) at 66–82 ms per
+step vs 2/3 for 3D (one diverged) at 440–760 ms with 3× the weights; MMD, 3/3 both, stacked 3× faster.
 """
 
 from __future__ import annotations
