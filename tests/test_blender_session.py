@@ -31,6 +31,7 @@ def blender(scenefit):
         render=module("render"),
         targets=module("targets"),
         optimizer=importlib.import_module(f"{scenefit.__name__}.addon.engine.optimizer"),
+        errors=importlib.import_module(f"{scenefit.__name__}.addon.engine.errors"),
     )
 
 
@@ -122,3 +123,311 @@ def _spec(scene, label, id_name, path, id_type="OBJECT"):
     spec = scene.scenefit.specs.add()
     spec.label, spec.id_type, spec.id_name, spec.data_path = label, id_type, id_name, path
     return spec
+
+
+def test_settings_on_the_scene_make_a_run_config(blender, scene, tmp_path):
+    import bpy
+
+    settings = scene.scenefit
+    yaw = _spec(scene, "yaw", "Cube", YAW_PATH)
+    assert yaw.unit == "ROTATION"  # follows the resolved property: the panel shows degrees
+    yaw.mu_angle, yaw.sigma_angle = math.radians(45), math.radians(5)
+    assert (yaw.mu, yaw.sigma) == pytest.approx((math.radians(45), math.radians(5)))
+    yaw.use_bounds, yaw.low, yaw.high = True, 0.0, math.pi
+    light = _spec(scene, "", "Sun", "type", id_type="LIGHT")
+    light.distribution, light.probs = "CATEGORICAL", "0.5, 0.5"
+    light.choices = "SUN, POINT"
+    hidden = _spec(scene, "hidden", "Cube", "hide_render")
+    hidden.distribution, hidden.p, hidden.learn = "BERNOULLI", 0.25, False
+    broken = _spec(scene, "broken", "Cube", "rotation_eulr[2]")
+    assert broken.unit == "NONE" and "does not resolve" in broken.problem and yaw.problem == ""
+    scene.scenefit.specs.remove(3)
+    settings.targets, settings.output_dir = str(tmp_path / "t"), str(tmp_path / "o")
+    settings.steps, settings.batch_size, settings.seed = 7, 8, 5
+    settings.resolution_x, settings.resolution_y = 48, 32
+    settings.render_engine, settings.samples, settings.objective, settings.estimator = "CYCLES", 3, "mmd", "ema"
+
+    config = blender.session.RunConfig.from_scene(scene)
+    assert [(s.label, s.id_type, s.id_name, s.data_path) for s in config.specs] == [
+        ("yaw", "OBJECT", "Cube", YAW_PATH),
+        ("Sun.type", "LIGHT", "Sun", "type"),
+        ("hidden", "OBJECT", "Cube", "hide_render"),
+    ]
+    assert config.specs[0].distribution == pytest.approx(
+        {
+            "kind": "truncnormal",
+            "mu": math.radians(45),
+            "sigma": math.radians(5),
+            "low": 0.0,
+            "high": math.pi,
+            "fixed": False,
+        }
+    )
+    assert config.specs[1].distribution == {
+        "kind": "categorical",
+        "choices": ["SUN", "POINT"],
+        "probs": [0.5, 0.5],
+        "fixed": False,
+    }
+    assert config.specs[2].distribution == {"kind": "bernoulli", "p": 0.25, "fixed": True}
+    assert (config.steps, config.batch_size, config.seed, config.resolution) == (7, 8, 5, (48, 32))
+    assert (config.engine, config.samples) == ("CYCLES", 3)
+    assert config.optimizer == {"objective": "mmd", "estimator": {"baseline": "ema"}}
+    assert blender.session.RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(AttributeError):  # learned values are read-only: they come from the custom property
+        yaw.learned = "{}"
+    assert bpy.data.objects["Cube"].get("scenefit") is None and yaw.learned == ""
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"specs": [], "stepz": 3}, "unknown run setting\\(s\\) \\['stepz'\\]"),
+        ({"specs": [], "steps": 0}, "steps must be an integer ≥ 1"),
+        ({"specs": [], "batch_size": 1}, "batch_size must be an integer ≥ 2"),
+        ({"specs": [], "resolution": [64]}, "resolution must be \\[width, height\\]"),
+        ({"specs": [], "engine": "LUXCORE"}, "engine must be one of"),
+        ({"specs": [{"label": "x"}]}, "each spec needs exactly the keys"),
+        ({"steps": 3}, "needs 'specs'"),
+    ],
+)
+def test_bad_run_configs(blender, data, message):
+    with pytest.raises(blender.errors.ConfigError, match=message):
+        blender.session.RunConfig.from_dict(data)
+
+
+def _break_spec(scene, config, change):
+    """Apply one kind of bad input; returns the (possibly changed) config."""
+    import bpy
+
+    spec = config.specs[0]
+    if change == "renamed":
+        bpy.data.objects["Cube"].name = "Box"
+    elif change == "deleted_light":
+        return config.replace(
+            specs=[
+                *config.to_dict()["specs"],
+                {
+                    **config.to_dict()["specs"][0],
+                    "label": "sun",
+                    "id_type": "LIGHT",
+                    "id_name": "Lamp",
+                    "data_path": "energy",
+                },
+            ]
+        )
+    elif change == "path":
+        spec.data_path = "rotation_eulr[2]"
+    elif change == "read_only":
+        spec.data_path = "users"
+    elif change == "driven":
+        bpy.data.objects["Cube"].driver_add("rotation_euler", 2)
+    elif change == "non_numeric":
+        spec.data_path = "name"
+    elif change == "bounds":
+        spec.distribution = {"kind": "truncnormal", "mu": 1.0, "sigma": 0.1, "low": 2.0, "high": 1.0}
+    elif change == "enum_normal":
+        spec.id_type, spec.id_name, spec.data_path = "LIGHT", "Sun", "type"
+    elif change == "duplicate":
+        return config.replace(specs=[*config.to_dict()["specs"], {**config.to_dict()["specs"][0], "label": "yaw2"}])
+    elif change == "no_camera":
+        scene.camera = None
+    elif change == "missing_targets":
+        return config.replace(targets=config.targets + "_missing")
+    elif change == "empty_targets":
+        for path in Path(config.targets).iterdir():
+            path.unlink()
+    elif change == "truncated_target":
+        path = Path(config.targets) / "target_03.png"
+        path.write_bytes(path.read_bytes()[:100])
+    elif change == "sigma":
+        spec.distribution = {"kind": "normal", "mu": 1.0, "sigma": -1.0}
+    elif change == "resume":
+        return config.replace(resume=config.output_dir + "/nope.pt")
+    return config
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        ("renamed", "SpecError", "'yaw': Object 'Cube' not found \\(deleted or renamed\\?\\)"),
+        ("deleted_light", "SpecError", "'sun': Light 'Lamp' not found"),
+        ("path", "SpecError", "'yaw' \\(Object 'Cube'\\): path 'rotation_eulr\\[2\\]' does not resolve"),
+        ("read_only", "SpecError", "path 'users' is read-only"),
+        ("driven", "SpecError", "'yaw' \\(Object 'Cube'\\): path 'rotation_euler\\[2\\]' is driven by a driver"),
+        ("non_numeric", "SpecError", "path 'name' is not numeric \\(it is text\\)"),
+        ("bounds", "SpecError", "'yaw' \\(Object 'Cube' path 'rotation_euler\\[2\\]'\\): bounds low=2.0 ≥ high=1.0"),
+        ("enum_normal", "SpecError", "an enum property needs a Categorical distribution"),
+        ("duplicate", "SpecError", "the same property is already randomized by 'yaw'"),
+        ("sigma", "SpecError", "'yaw' .*sigma"),
+        ("no_camera", "RenderError", "scene 'Scene' has no active camera"),
+        ("missing_targets", "TargetError", "target folder .*targets_missing does not exist"),
+        ("empty_targets", "TargetError", "no target images in .*targets"),
+        ("truncated_target", "TargetError", "target image .*target_03.png cannot be read"),
+        ("resume", "ConfigError", "checkpoint not found: .*nope.pt"),
+    ],
+)
+def test_bad_input_fails_before_the_scene_changes(blender, scene, targets_dir, tmp_path, change, error, message):
+    import bpy
+
+    config = _break_spec(scene, yaw_config(blender, targets_dir, tmp_path / "out"), change)
+    before = scene_state(bpy, scene)
+    session = blender.session.Session(scene, config)
+    with pytest.raises(getattr(blender.errors, error), match=message):
+        session.start()
+    assert session.status == "new"
+    assert diff(before, scene_state(bpy, scene)) == []
+    assert not (tmp_path / "out" / "result.json").exists()
+
+
+def _ended_cleanly(bpy, scene, before, session, status):
+    assert session.status == status
+    assert diff(before, scene_state(bpy, scene)) == []
+    result = json.loads(session.result_path.read_text())
+    assert result["status"] == status and session.checkpoint_path.is_file()
+    assert bpy.context.window_manager.scenefit_progress.running is False
+    return result
+
+
+def _failing_render(bpy, monkeypatch, after: int, error: BaseException):
+    real = bpy.ops.render.render
+    calls = []
+
+    def render(**kwargs):
+        calls.append(1)
+        if len(calls) > after:
+            raise error
+        return real(**kwargs)
+
+    monkeypatch.setattr(bpy.ops, "render", SimpleNamespace(render=render))
+
+
+def test_render_failing_mid_run(blender, scene, targets_dir, tmp_path, monkeypatch):
+    import bpy
+
+    before = scene_state(bpy, scene)
+    session = blender.session.Session(scene, yaw_config(blender, targets_dir, tmp_path / "out", steps=5))
+    session.start()
+    _failing_render(bpy, monkeypatch, 40, RuntimeError("Error: GPU lost\n"))
+    with pytest.raises(blender.errors.RenderError, match="rendering scene 'Scene' failed: GPU lost"):
+        while session.step():
+            pass
+    result = _ended_cleanly(bpy, scene, before, session, "failed")
+    assert "GPU lost" in result["error"] and result["steps"] >= 1  # what was learned before is kept
+
+
+def test_ctrl_c_mid_run(blender, scene, targets_dir, tmp_path, monkeypatch):
+    import bpy
+
+    before = scene_state(bpy, scene)
+    session = blender.session.Session(scene, yaw_config(blender, targets_dir, tmp_path / "out", steps=5))
+    session.start()
+    _failing_render(bpy, monkeypatch, 20, KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        while session.step():
+            pass
+    _ended_cleanly(bpy, scene, before, session, "stopped")
+
+
+def test_stop_mid_run_then_resume(blender, scene, targets_dir, tmp_path):
+    import bpy
+
+    before = scene_state(bpy, scene)
+    output = tmp_path / "out"
+    session = blender.session.Session(scene, yaw_config(blender, targets_dir, output, steps=50))
+    session.start()
+    while session.optimizer.step < 3:
+        assert session.step()
+    session.stop()
+    assert session.step() is False
+    result = _ended_cleanly(bpy, scene, before, session, "stopped")
+    done = result["steps"]
+    assert 3 <= done < 50 and bpy.data.objects["Cube"]["scenefit"]["yaw"]["mu"] == result["parameters"]["yaw"]["mu"]
+
+    config = yaw_config(blender, targets_dir, tmp_path / "resumed", steps=2, resume=str(session.checkpoint_path))
+    resumed = blender.session.Session(scene, config)
+    run(resumed)
+    result = _ended_cleanly(bpy, scene, before, resumed, "finished")
+    assert result["steps"] == done + 2 and [e["step"] for e in result["history"]][-3:] == [done, done + 1, done + 2]
+
+
+def test_nan_from_the_engine(blender, scene, targets_dir, tmp_path):
+    import bpy
+
+    before = scene_state(bpy, scene)
+    session = blender.session.Session(scene, yaw_config(blender, targets_dir, tmp_path / "out", steps=5))
+    session.start()
+    ask = session.optimizer.ask
+
+    def nan_ask(n=None):
+        samples = ask(n)
+        samples[3].values["yaw"] = float("nan")
+        return samples
+
+    session.optimizer.ask = nan_ask
+    with pytest.raises(blender.errors.TrainingError, match="non-finite value nan for 'yaw'"):
+        while session.step():
+            pass
+    _ended_cleanly(bpy, scene, before, session, "failed")
+
+    session = blender.session.Session(scene, yaw_config(blender, targets_dir, tmp_path / "out2", steps=5))
+    session.start()
+
+    def nan_tell(ids, images):
+        raise blender.errors.TrainingError("the adversarial objective gave non-finite rewards")
+
+    session.optimizer.tell = nan_tell  # the training thread hits it; the main thread re-raises it
+    with pytest.raises(blender.errors.TrainingError, match="non-finite rewards"):
+        while session.step():
+            pass
+    _ended_cleanly(bpy, scene, before, session, "failed")
+
+
+def test_enum_bool_and_int_properties_in_a_run(blender, scene, targets_dir, tmp_path):
+    import bpy
+
+    cube = bpy.data.objects["Cube"]
+    cube["bevel"] = 2
+    specs = [
+        {
+            "label": "light",
+            "id_type": "LIGHT",
+            "id_name": "Sun",
+            "data_path": "type",
+            "distribution": {"kind": "categorical", "choices": ["SUN", "POINT"], "probs": [0.5, 0.5]},
+        },
+        {
+            "label": "hidden",
+            "id_type": "OBJECT",
+            "id_name": "Cube",
+            "data_path": "hide_render",
+            "distribution": {"kind": "bernoulli", "p": 0.2},
+        },
+        {
+            "label": "bevel",
+            "id_type": "OBJECT",
+            "id_name": "Cube",
+            "data_path": '["bevel"]',
+            "distribution": {"kind": "normal", "mu": 3.0, "sigma": 1.0},
+        },
+    ]
+    before = scene_state(bpy, scene)
+    seen = {"light": set(), "hidden": set(), "bevel": set()}
+    session = blender.session.Session(scene, yaw_config(blender, targets_dir, tmp_path / "out", specs=specs, steps=2))
+    apply = session._apply
+
+    def spy(values):
+        apply(values)
+        seen["light"].add(bpy.data.lights["Sun"].type)
+        seen["hidden"].add(cube.hide_render)
+        seen["bevel"].add(cube["bevel"])
+
+    session._apply = spy
+    run(session)
+    result = _ended_cleanly(bpy, scene, before, session, "finished")
+    assert seen["light"] == {"SUN", "POINT"} and seen["hidden"] == {True, False}
+    assert all(isinstance(v, int) for v in seen["bevel"]) and len(seen["bevel"]) > 2
+    assert result["parameters"]["light"]["choices"] == ["SUN", "POINT"]
+    stored = bpy.data.lights["Sun"]["scenefit"]["light"].to_dict()
+    assert set(stored["probs"]) == {"SUN", "POINT"} and sum(stored["probs"].values()) == pytest.approx(1.0)
+    assert set(cube["scenefit"].keys()) == {"hidden", "bevel"}

@@ -163,3 +163,14 @@ def test_loaded_images_do_not_stay_in_the_blend(targets, tmp_path):
     count = len(bpy.data.images)
     targets.load_targets(tmp_path, (8, 8))
     assert len(bpy.data.images) == count
+
+
+def test_save_image_round_trips_exactly(targets, tmp_path):
+    rng = np.random.default_rng(1)
+    for channels in (3, 4):
+        image = rng.integers(0, 256, (12, 20, channels)).astype(np.float32) / 255
+        if channels == 4:
+            image[..., 3] = 1.0  # straight alpha is kept; keep it opaque so RGB compares as stored
+        targets.save_image(image, tmp_path / f"saved{channels}.png")
+        loaded, _ = targets.load_targets(tmp_path / f"saved{channels}.png", (20, 12), channels)
+        assert np.array_equal(loaded[0], image)

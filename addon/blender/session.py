@@ -21,7 +21,8 @@ from typing import Any
 import bpy
 
 from ..engine.errors import ConfigError, DistributionError, SceneFitError, SpecError, TrainingError
-from . import preferences, rna, writeback
+from . import clips, preferences, rna, writeback
+from .clip_targets import load_clip_targets
 from .properties import MAX_LABEL, spec_label
 from .render import ENGINES, RenderOverride, RenderSettings
 from .targets import TargetReport, load_targets
@@ -64,6 +65,7 @@ class RunConfig:
     channels: int = 3
     optimizer: dict[str, Any] = field(default_factory=dict)
     resume: str = ""
+    clips: dict[str, int] | None = None  # clip samples: {"frame_start", "frame_end", "stride"}; None: still images
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "samples"):
@@ -86,6 +88,8 @@ class RunConfig:
             if not isinstance(getattr(self, name), str):
                 raise ConfigError(f"{name} must be a string, got {getattr(self, name)!r}")
         self.specs = [s if isinstance(s, SpecConfig) else _spec_from_dict(s) for s in self.specs]
+        if self.clips is not None:
+            self.clips = clips.ClipSettings.from_dict(self.clips).to_dict()
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -118,6 +122,26 @@ class RunConfig:
         return RunConfig.from_dict({**self.to_dict(), **changes})
 
     @classmethod
+    def from_preset(cls, preset: Any) -> RunConfig:
+        """The run a validated preset (``engine.presets.Preset``) describes; targets and output come from the
+        caller."""
+        run = preset.run
+        return cls(
+            specs=[
+                SpecConfig(p.label, p.id_type, p.id_name, p.data_path, dict(p.distribution))
+                for p in preset.parameters
+            ],
+            steps=run["steps"],
+            batch_size=run["batch_size"],
+            seed=run["seed"],
+            resolution=tuple(run["resolution"]),
+            engine=run["render_engine"],
+            samples=run["samples"],
+            optimizer={"objective": run["objective"], "estimator": {"baseline": run["estimator"]}},
+            clips=run.get("clips"),
+        )
+
+    @classmethod
     def from_scene(cls, scene: bpy.types.Scene) -> RunConfig:
         """The run described by ``scene.scenefit`` (paths made absolute; the output folder defaults to the
         add-on preferences' folder, then to the extension's user folder)."""
@@ -136,6 +160,11 @@ class RunConfig:
             samples=settings.samples,
             optimizer={"objective": settings.objective, "estimator": {"baseline": settings.estimator}},
             resume=bpy.path.abspath(settings.resume) if settings.resume else "",
+            clips=(
+                clips.ClipSettings(settings.clip_frame_start, settings.clip_frame_end, settings.clip_stride).to_dict()
+                if settings.use_clips
+                else None
+            ),
         )
 
 
@@ -253,6 +282,7 @@ class Session:
         self._thread: Any = None
         self._renderer: RenderOverride | None = None
         self._saved: list[tuple[rna.BoundProperty, rna.Value]] = []
+        self._suspended: tuple[list[tuple[rna.BoundProperty, rna.Value]], list[tuple[Any, str, Any]]] | None = None
         self._batch: list[Any] = []
         self._images: list[Any] = []
         self._batches_submitted = 0
@@ -270,11 +300,22 @@ class Session:
         config = self.config
         self.parameters, engine_space = self._bind_specs()
         settings = RenderSettings(config.resolution, config.engine, config.samples, config.channels)
-        renderer = RenderOverride(self.scene, settings)
+        clip = clips.ClipSettings.from_dict(config.clips) if config.clips is not None else None
+        if clip is None:
+            renderer = RenderOverride(self.scene, settings)
+        else:
+            probes = clips.learned_probes(self.parameters, engine_space)
+            touched = [p.bound for p in self.parameters.values()]
+            renderer = clips.ClipRenderer(self.scene, settings, clip, touched, probes)
         renderer.check()
         if not config.output_dir:
             raise ConfigError("no output folder given for result.json and the checkpoint")
-        targets, self.target_report = load_targets(config.targets, config.resolution, config.channels)
+        if clip is None:
+            targets, self.target_report = load_targets(config.targets, config.resolution, config.channels)
+        else:
+            fps = clips.scene_fps(self.scene)
+            size, channels = config.resolution, config.channels
+            targets, self.target_report = load_clip_targets(config.targets, clip, fps, size, channels)
         self.optimizer = self._make_optimizer(engine_space, targets)
         try:
             self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -323,6 +364,26 @@ class Session:
         """End now: drop batches not yet learned, keep what was learned, write results, restore the scene."""
         if self.status == "running":
             self._end("stopped", None)
+
+    def suspend(self) -> None:
+        """Put the user's values and render settings back for a moment, e.g. while the .blend is saved mid-run (the
+        file then holds them, not a sample); :meth:`resume` re-applies the run's values."""
+        if self.status != "running" or self._suspended is not None:
+            return
+        current = rna.snapshot([bound for bound, _ in self._saved])
+        overridden = [(owner, name, getattr(owner, name)) for owner, name, _ in self._renderer.saved]
+        rna.restore(self._saved)
+        _set_all(self._renderer.saved)
+        self._suspended = (current, overridden)
+
+    def resume(self) -> None:
+        """Undo :meth:`suspend`: the sample and the training render settings are back."""
+        if self._suspended is None:
+            return
+        current, overridden = self._suspended
+        self._suspended = None
+        _set_all(overridden)
+        rna.restore(current)
 
     @property
     def result_path(self) -> Path | None:
@@ -497,6 +558,14 @@ class Session:
         values.setdefault("steps", self.config.steps)
         for key, value in values.items():
             setattr(progress, key, value)
+
+
+def _set_all(settings: list[tuple[Any, str, Any]]) -> None:
+    for owner, name, value in settings:
+        try:
+            setattr(owner, name, value)
+        except (TypeError, ValueError, AttributeError, ReferenceError):
+            pass  # a setting that cannot be set now is restored by the run's end, which reports it
 
 
 def _number(value: Any) -> float:

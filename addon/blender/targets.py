@@ -185,3 +185,19 @@ def _area_weights(n_in: int, n_out: int) -> np.ndarray:
     overlap = np.minimum(edges[1:, None], starts[None] + 1) - np.maximum(edges[:-1, None], starts[None])
     weights = np.clip(overlap, 0.0, None)
     return weights / weights.sum(axis=1, keepdims=True)
+
+
+def save_image(image: np.ndarray, path: str | Path) -> None:
+    """Write a display-referred (H, W, 3|4) float image in [0, 1] as an 8-bit PNG, values kept exactly (no colour
+    conversion), so that :func:`load_targets` reads it back unchanged."""
+    height, width, channels = image.shape
+    rgba = np.ones((height, width, 4), np.float32)
+    rgba[..., :channels] = np.round(np.clip(image, 0.0, 1.0) * 255) / 255
+    block = bpy.data.images.new("scenefit-save", width, height, alpha=channels == 4)
+    try:
+        block.pixels.foreach_set(rgba[::-1].ravel())
+        block.filepath_raw = str(path)
+        block.file_format = "PNG"
+        block.save()
+    finally:
+        bpy.data.images.remove(block)

@@ -1,0 +1,255 @@
+"""Headless runs: ``blender -b scene.blend -P scenefit_batch.py -- <args>`` or, with the bpy module,
+``python scenefit_batch.py scene.blend <args>``. The root script makes this package importable and calls
+:func:`main`; both ways run the same code.
+
+The run comes from ``--config`` (a RunConfig JSON or a preset), else from the scene's own SceneFit settings;
+command-line options override it. One line per optimization step goes to stdout. Exit codes: 0 finished,
+1 bad input or a failed run (one-line message, no traceback), 2 bad command line, 130 interrupted (Ctrl-C); the
+scene is restored in every case, and result.json/checkpoint keep what was learned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import bpy
+
+from ..engine.errors import ConfigError, SceneFitError
+from . import rna
+from .render import ENGINES, RenderOverride, RenderSettings
+from .session import RunConfig, Session, engine_distribution
+from .targets import save_image
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+TICK_SECONDS = 0.5  # no interface to keep alive: longer slices, fewer progress updates
+
+
+def parser() -> argparse.ArgumentParser:
+    parse = argparse.ArgumentParser(
+        prog="scenefit_batch.py",
+        description="Learn distributions of scene properties from target images, headless.",
+        epilog="blender -b scene.blend -P scenefit_batch.py -- ARGS   |   python scenefit_batch.py scene.blend ARGS",
+    )
+    parse.add_argument("blend", nargs="?", help=".blend file to open (bpy module; blender -b opens its own)")
+    parse.add_argument("--config", help="run configuration or preset JSON (default: the scene's SceneFit settings)")
+    parse.add_argument("--targets", help="folder or glob of target images")
+    parse.add_argument("--output", help="folder for result.json and checkpoint.pt")
+    parse.add_argument("--steps", type=int, help="optimization steps")
+    parse.add_argument("--batch-size", type=int, help="renders per step")
+    parse.add_argument("--seed", type=int, help="seed of sampling and network initialization")
+    parse.add_argument("--resolution", type=_resolution, help="training size: 64 or 64x48 (width x height)")
+    parse.add_argument("--engine", choices=ENGINES, help="render engine")
+    parse.add_argument("--samples", type=int, help="render samples (Cycles/EEVEE samples, Workbench AA)")
+    parse.add_argument("--resume", help="checkpoint.pt of an earlier run to continue")
+    parse.add_argument("--scene", help="scene to run on (default: the active scene)")
+    parse.add_argument(
+        "--build-scene",
+        action="store_true",
+        help="with a preset: build its demo scene first (into an empty scene when no .blend is given)",
+    )
+    parse.add_argument("--save", help="save the .blend (scene restored, learned custom properties) to this path")
+    return parse
+
+
+def _resolution(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a resolution: {text!r} (use 64 or 64x48)") from None
+    if len(values) not in (1, 2):
+        raise argparse.ArgumentTypeError(f"not a resolution: {text!r} (use 64 or 64x48)")
+    return (values[0], values[-1])
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run SceneFit with command-line arguments ``argv`` (without the program name); returns the exit code."""
+    try:
+        args = parser().parse_args(list(argv))
+    except SystemExit as exit_:  # argparse printed the usage error
+        return EXIT_USAGE if exit_.code else EXIT_OK
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C → KeyboardInterrupt
+    try:
+        return _run(args)
+    except SceneFitError as error:
+        _say(f"scenefit: error: {error}", err=True)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        _say("scenefit: interrupted; the scene was restored and what was learned so far was written", err=True)
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.blend:
+        try:
+            bpy.ops.wm.open_mainfile(filepath=str(Path(args.blend).resolve()))
+        except RuntimeError as error:
+            raise ConfigError(f"cannot open {args.blend}: {str(error).strip()}") from None
+    elif args.build_scene:
+        bpy.ops.wm.read_homefile(use_empty=True)
+    scene = _scene(args.scene)
+    config, preset = _config(args, scene)
+    if config.targets == "" and preset is not None and preset.truth() is not None:
+        folder = Path(config.output_dir) / "targets"
+        _say(f"rendering {preset.targets['count']} targets from the preset's truth into {folder}")
+        render_truth_targets(scene, config, preset.truth(), preset.targets, folder)
+        config = config.replace(targets=str(folder))
+    goal = {"step": 0}
+
+    def report(entry: Mapping[str, Any]) -> None:
+        _say(_step_line(entry, goal["step"]))
+
+    session = Session(scene, config, tick_seconds=TICK_SECONDS, on_step=report)
+    session.start()
+    goal["step"] = session.optimizer.step + config.steps
+    _say(
+        f"scenefit: {session.target_report.summary()}; {config.steps} steps of {config.batch_size} renders "
+        f"({config.engine}, {config.resolution[0]}×{config.resolution[1]}) → {config.output_dir}"
+    )
+    while session.step():
+        pass
+    result = json.loads(session.result_path.read_text())
+    _say(
+        f"scenefit: finished {result['steps']} steps, {result['renders']} renders in {result['seconds']:.1f} s; "
+        f"{_values(result['parameters'])}; result: {session.result_path}"
+    )
+    if args.save:
+        bpy.ops.wm.save_as_mainfile(filepath=str(Path(args.save).resolve()), copy=True)
+    return EXIT_OK
+
+
+def _scene(name: str | None) -> bpy.types.Scene:
+    if name is None:
+        return bpy.context.scene
+    scene = bpy.data.scenes.get(name)
+    if scene is None:
+        raise ConfigError(f"no scene named {name!r}; scenes: {', '.join(bpy.data.scenes.keys())}")
+    return scene
+
+
+def _config(args: argparse.Namespace, scene: bpy.types.Scene) -> tuple[RunConfig, Any]:
+    """The run: from --config (RunConfig JSON or preset) or the scene's settings, then command-line overrides."""
+    preset = None
+    if args.config is None:
+        if args.build_scene:
+            raise ConfigError("--build-scene needs a preset given with --config")
+        config = RunConfig.from_scene(scene)
+    elif _is_preset(args.config):
+        preset = _load_preset(args.config)
+        if args.build_scene:
+            from .presets import apply_preset
+
+            apply_preset(preset, scene)
+            config = RunConfig.from_scene(scene).replace(targets="", output_dir="", resume="")
+        else:
+            config = RunConfig.from_preset(preset)
+    else:
+        if args.build_scene:
+            raise ConfigError(f"--build-scene needs a preset; {args.config} is a run configuration")
+        config = RunConfig.from_json(args.config)
+    overrides = {
+        "targets": args.targets,
+        "output_dir": str(Path(args.output).resolve()) if args.output else None,
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "resolution": args.resolution,
+        "engine": args.engine,
+        "samples": args.samples,
+        "resume": args.resume,
+    }
+    config = config.replace(**{k: v for k, v in overrides.items() if v is not None})
+    if not config.output_dir:
+        raise ConfigError("no output folder: give --output")
+    return config, preset
+
+
+def _is_preset(path: str) -> bool:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return False  # RunConfig.from_json reports the problem
+    return isinstance(data, dict) and data.get("format") == "scenefit-preset"
+
+
+def _load_preset(path: str) -> Any:
+    from ... import torch_vendor
+    from . import preferences
+
+    try:  # presets are validated with the engine's distributions, which need torch
+        torch_vendor.activate(preferences.torch_status())
+    except ModuleNotFoundError as error:
+        raise SceneFitError(str(error)) from None
+    from ..engine.presets import load_preset
+
+    return load_preset(path)
+
+
+def render_truth_targets(
+    scene: bpy.types.Scene,
+    config: RunConfig,
+    truth: Mapping[str, Mapping[str, Any]],
+    targets: Mapping[str, int],
+    folder: Path,
+) -> None:
+    """Render ``targets["count"]`` images of the scene with values drawn from the ``truth`` distributions (seeded by
+    ``targets["seed"]``) into ``folder`` as PNG; the scene is restored afterwards."""
+    import torch
+
+    from ..engine.distributions import distribution_from_dict
+
+    folder.mkdir(parents=True, exist_ok=True)
+    bound = {s.label: rna.resolve(s.label, s.id_type, s.id_name, s.data_path) for s in config.specs}
+    draws = {}
+    generator = torch.Generator().manual_seed(targets["seed"])
+    for label, distribution in truth.items():
+        engine, choices = engine_distribution(bound[label], distribution)
+        decoded = distribution_from_dict(engine)
+        values = [decoded.decode(float(x)) for x in decoded.sample(targets["count"], generator)]
+        draws[label] = [choices[int(v)] for v in values] if choices is not None else values
+    saved = rna.snapshot(list(bound.values()))
+    settings = RenderSettings(config.resolution, config.engine, config.samples, config.channels)
+    try:
+        with RenderOverride(scene, settings) as renderer:
+            for i in range(targets["count"]):
+                for label, values in draws.items():
+                    bound[label].set(values[i])
+                save_image(renderer.render(), folder / f"target_{i:04d}.png")
+    finally:
+        rna.restore(saved)
+
+
+def _step_line(entry: Mapping[str, Any], goal: int) -> str:
+    parts = [f"step {entry['step']}/{goal}", f"renders {entry['renders']}", _values(entry.get("values", {}))]
+    for key, name in (("d_loss", "loss"), ("d_real", "D(real)"), ("d_sim", "D(sim)")):
+        if isinstance(entry.get(key), float) and math.isfinite(entry[key]):
+            parts.append(f"{name} {entry[key]:.3f}")
+    return "  ".join(parts)
+
+
+def _values(parameters: Mapping[str, Mapping[str, Any]]) -> str:
+    def show(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.4g}"
+        if isinstance(value, list):
+            return "[" + ", ".join(show(v) for v in value) + "]"
+        return str(value)
+
+    return "; ".join(
+        f"{label} " + " ".join(f"{k}={show(v)}" for k, v in values.items() if k not in ("distribution", "id", "path"))
+        for label, values in parameters.items()
+    )
+
+
+def _say(line: str, err: bool = False) -> None:
+    stream = sys.stderr if err else sys.stdout
+    print(line, file=stream, flush=True)
