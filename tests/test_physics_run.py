@@ -166,3 +166,27 @@ def test_bad_clip_runs_fail_before_the_scene_changes(scenefit, ball, tmp_path, m
     with pytest.raises(getattr(scenefit.addon.engine.errors, error), match=message):
         session.start()
     assert diff(before, state(bpy, scene)) == []
+
+
+def test_batch_runs_the_bouncing_ball_preset_with_target_clips_from_its_truth(scenefit, tmp_path):
+    from tests.test_blender_batch import run_batch
+
+    output = tmp_path / "out"
+    done = run_batch(
+        tmp_path,
+        "--config",
+        ROOT / "presets" / "bouncing_ball.json",
+        "--build-scene",
+        "--output",
+        output,
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+    )
+    assert done.returncode == 0, done.stderr
+    clips = sorted((output / "targets").iterdir())
+    assert len(clips) == 64 and all(len(list(clip.glob("*.png"))) == 8 for clip in clips)
+    assert "64 target clips loaded" in done.stdout
+    result = json.loads((output / "result.json").read_text())
+    assert result["status"] == "finished" and result["config"]["clips"]["stride"] == 6

@@ -23,6 +23,8 @@ import bpy
 
 from ..engine.errors import ConfigError, SceneFitError
 from . import rna
+from .clip_targets import save_clip
+from .clips import ClipRenderer, ClipSettings
 from .render import ENGINES, RenderOverride, RenderSettings
 from .session import RunConfig, Session, engine_distribution
 from .targets import save_image
@@ -202,7 +204,8 @@ def render_truth_targets(
     folder: Path,
 ) -> None:
     """Render ``targets["count"]`` images of the scene with values drawn from the ``truth`` distributions (seeded by
-    ``targets["seed"]``) into ``folder`` as PNG; the scene is restored afterwards."""
+    ``targets["seed"]``) into ``folder`` as PNG — with clips on, one sub-folder of frames per clip; the scene is
+    restored afterwards."""
     import torch
 
     from ..engine.distributions import distribution_from_dict
@@ -218,12 +221,17 @@ def render_truth_targets(
         draws[label] = [choices[int(v)] for v in values] if choices is not None else values
     saved = rna.snapshot(list(bound.values()))
     settings = RenderSettings(config.resolution, config.engine, config.samples, config.channels)
+    clip = ClipSettings.from_dict(config.clips) if config.clips is not None else None
+    renderer = RenderOverride(scene, settings) if clip is None else ClipRenderer(scene, settings, clip, bound.values())
     try:
-        with RenderOverride(scene, settings) as renderer:
+        with renderer:
             for i in range(targets["count"]):
                 for label, values in draws.items():
                     bound[label].set(values[i])
-                save_image(renderer.render(), folder / f"target_{i:04d}.png")
+                if clip is None:
+                    save_image(renderer.render(), folder / f"target_{i:04d}.png")
+                else:
+                    save_clip(renderer.render(), folder / f"target_{i:04d}")
     finally:
         rna.restore(saved)
 
