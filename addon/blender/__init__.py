@@ -1,6 +1,7 @@
 """Everything that touches bpy. Registration walks the modules in dependency order."""
 
 from . import (
+    dataset,
     panels,
     preferences,
     presets,
@@ -13,7 +14,19 @@ from . import (
     torch_setup,
 )
 
-_MODULES = (preferences, properties, supershape, presets, torch_setup, target_check, run, results, spec_ops, panels)
+_MODULES = (
+    preferences,
+    properties,
+    supershape,
+    presets,
+    torch_setup,
+    target_check,
+    run,
+    results,
+    spec_ops,
+    dataset,
+    panels,
+)
 
 
 def register() -> None:

@@ -1,0 +1,525 @@
+"""Generate a data set: render N images of the scene with its random properties drawn from a distribution, and
+write a labels file recording every sampled value per image.
+
+The distribution is the scene's (its specs as they are), the learned one (written back onto the owning
+data-blocks by a run, or read from a run's ``result.json``) or a preset's ground truth; the same seed gives the
+same data set. Output folder layout::
+
+    images/00000.png …         8-bit PNG, display-referred (exactly what a training render gives)
+    labels.csv                 image, sample, one column per label (scene values: numbers, booleans, enum items)
+    labels.json                the same rows plus the distribution, seed, source and render settings
+
+Every value is applied through :mod:`rna` (snapshot first, exact restore afterwards, whatever happens) and every
+image is rendered by :mod:`render` with the run's settings, so re-applying a row's values and rendering gives that
+row's image again.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import bpy
+
+from ..engine.errors import ConfigError, SceneFitError, SpecError
+from ..engine.presets import PRESET_DIR, load_preset, preset_titles
+from . import preferences, rna
+from .properties import WRITEBACK_KEY
+from .render import RenderOverride, RenderSettings
+from .session import RunConfig, SpecConfig, engine_distribution
+from .targets import save_image
+
+FORMAT = "scenefit-dataset"
+VERSION = 1
+IMAGES = "images"
+LABELS_CSV = "labels.csv"
+LABELS_JSON = "labels.json"
+SOURCES = ("initial", "learned", "truth")
+
+
+@dataclass
+class Dataset:
+    """What :func:`generate_dataset` wrote. ``rows``: one dict per image with ``image`` (path relative to
+    ``folder``), ``sample`` (its id) and ``values`` (label → scene value)."""
+
+    folder: Path
+    rows: list[dict[str, Any]]
+    seconds: float
+    complete: bool
+
+    @property
+    def images(self) -> list[Path]:
+        return [self.folder / row["image"] for row in self.rows]
+
+
+# --- distributions -----------------------------------------------------------------------------------------------
+
+
+def learned_distributions(specs: Sequence[SpecConfig]) -> dict[str, dict[str, Any]]:
+    """Label → distribution a run wrote back onto each spec's data-block (``owner["scenefit"][label]``), in the
+    form specs use (categorical choices as scene values). :class:`SpecError` names a spec that has none."""
+    distributions = {}
+    for spec in specs:
+        owner = rna.find_id(spec.label, spec.id_type, spec.id_name)
+        stored = owner.get(WRITEBACK_KEY)
+        entry = stored.get(spec.label) if stored is not None and hasattr(stored, "get") else None
+        if entry is None:
+            raise SpecError(
+                f"{spec.label!r}: no learned distribution on {spec.id_type.lower()} {spec.id_name!r} "
+                f"(custom property {WRITEBACK_KEY!r}); run Optimize first or pick another source"
+            )
+        entry = entry.to_dict() if hasattr(entry, "to_dict") else dict(entry)
+        distributions[spec.label] = _from_writeback(spec, entry)
+    return distributions
+
+
+def _from_writeback(spec: SpecConfig, entry: Mapping[str, Any]) -> dict[str, Any]:
+    distribution = {k: v for k, v in entry.items() if k not in ("path", "distribution")}
+    distribution["kind"] = entry.get("distribution")
+    probs = distribution.get("probs")
+    if isinstance(probs, Mapping):
+        # Stored by choice (custom properties hold no lists of text): map the keys back to the spec's choices.
+        choices = spec.distribution.get("choices") or list(probs)
+        by_text = {str(choice): choice for choice in choices}
+        unknown = [key for key in probs if key not in by_text]
+        if unknown:
+            raise SpecError(f"{spec.label!r}: learned choices {unknown} are not among the spec's {list(choices)}")
+        distribution["choices"] = [by_text[key] for key in probs]
+        distribution["probs"] = list(probs.values())
+    return distribution
+
+
+def result_distributions(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Label → learned distribution from a run's ``result.json`` (spec form: categorical choices are scene
+    values). :class:`ConfigError` names the file when it is missing or not a SceneFit result."""
+    path = Path(path)
+    try:
+        document = json.loads(path.read_text())
+    except OSError as error:
+        raise ConfigError(f"cannot read the run result {path}: {error.strerror}") from None
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"run result {path} is not valid JSON: {error}") from None
+    parameters = document.get("parameters") if isinstance(document, dict) else None
+    if not isinstance(parameters, dict) or not parameters:
+        raise ConfigError(f"{path} is not a SceneFit result.json (no 'parameters')")
+    skip = ("distribution", "id", "path")
+    return {
+        label: {"kind": values["distribution"], **{k: v for k, v in values.items() if k not in skip}}
+        for label, values in parameters.items()
+    }
+
+
+# --- generation --------------------------------------------------------------------------------------------------
+
+
+class DatasetGenerator:
+    """Renders a data set one image per :meth:`step` (the UI calls it from a timer, scripts through :meth:`run`).
+
+    ``distributions`` (label → distribution in spec form) replaces the specs' own for the labels it names; every
+    spec's label must be covered by one or the other. Nothing is touched before :meth:`start` has validated
+    everything; after it the scene is restored exactly by :meth:`finish` or :meth:`stop`, however they end.
+    """
+
+    def __init__(
+        self,
+        scene: bpy.types.Scene,
+        specs: Sequence[SpecConfig],
+        folder: str | Path,
+        count: int,
+        seed: int = 0,
+        settings: RenderSettings | None = None,
+        distributions: Mapping[str, Mapping[str, Any]] | None = None,
+        source: str = "initial",
+        overwrite: bool = False,
+    ) -> None:
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ConfigError(f"a data set needs a positive number of images, got {count!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ConfigError(f"the data set's seed must be an integer ≥ 0, got {seed!r}")
+        if not specs:
+            raise ConfigError("no random properties: a data set needs at least one spec to sample")
+        self.scene = scene
+        self.specs = list(specs)
+        self.folder = Path(folder)
+        self.count = count
+        self.seed = seed
+        self.settings = settings or RenderSettings()
+        self.distributions = {label: dict(d) for label, d in (distributions or {}).items()}
+        self.source = source
+        self.overwrite = overwrite
+        self.rows: list[dict[str, Any]] = []
+        self._bound: dict[str, rna.BoundProperty] = {}
+        self._draws: list[dict[str, Any]] = []
+        self._space: dict[str, dict[str, Any]] = {}
+        self._saved: list[tuple[rna.BoundProperty, rna.Value]] = []
+        self._renderer: RenderOverride | None = None
+        self._started_at = 0.0
+
+    @property
+    def running(self) -> bool:
+        return self._renderer is not None
+
+    def start(self) -> None:
+        """Resolve the specs, sample every image's values and prepare the folder (raising before anything in the
+        scene changes), then snapshot the random properties and override the render settings."""
+        unknown = sorted(set(self.distributions) - {spec.label for spec in self.specs})
+        if unknown:
+            raise ConfigError(
+                f"the {self.source} distribution names {unknown}, which are not among the scene's random properties "
+                f"{[spec.label for spec in self.specs]}"
+            )
+        engine_space, choices = {}, {}
+        for spec in self.specs:
+            bound = rna.resolve(spec.label, spec.id_type, spec.id_name, spec.data_path)
+            engine_space[spec.label], choices[spec.label] = engine_distribution(
+                bound, self.distributions.get(spec.label, spec.distribution)
+            )
+            self._bound[spec.label] = bound
+        self._draws = self._sample(engine_space, choices)
+        renderer = RenderOverride(self.scene, self.settings)
+        renderer.check()
+        self._prepare_folder()
+        self._saved = rna.snapshot(list(self._bound.values()))
+        renderer.__enter__()
+        self._renderer = renderer
+        self._started_at = time.perf_counter()
+
+    def step(self) -> bool:
+        """Render and save the next image; returns whether images remain. Errors restore the scene and propagate."""
+        if not self.running:
+            return False
+        try:
+            index = len(self.rows)
+            values = self._draws[index]
+            for label, value in values.items():
+                self._bound[label].set(value)
+            image = f"{IMAGES}/{index:05d}.png"
+            save_image(self._renderer.render(), self.folder / image)
+            self.rows.append({"image": image, "sample": index, "values": values})
+        except BaseException:
+            self.stop()
+            raise
+        if len(self.rows) == self.count:
+            self.finish()
+            return False
+        return True
+
+    def finish(self) -> Dataset:
+        """Restore the scene and write the labels of the images rendered so far."""
+        problems = self._restore()
+        self._write_labels()
+        if problems:
+            raise SceneFitError("data set written, but the scene was not fully restored: " + "; ".join(problems))
+        return self.result()
+
+    def stop(self) -> Dataset:
+        """End early (cancelled, or an error): restore the scene and label the images that were rendered."""
+        self._restore()
+        self._write_labels()
+        return self.result()
+
+    def run(self) -> Dataset:
+        self.start()
+        while self.step():
+            pass
+        return self.result()
+
+    def result(self) -> Dataset:
+        seconds = time.perf_counter() - self._started_at if self._started_at else 0.0
+        return Dataset(self.folder, list(self.rows), seconds, len(self.rows) == self.count)
+
+    # ---- internals ------------------------------------------------------------------------------------------
+
+    def _sample(
+        self, engine_space: Mapping[str, dict[str, Any]], choices: Mapping[str, list | None]
+    ) -> list[dict[str, Any]]:
+        from ... import torch_vendor
+
+        try:
+            torch_vendor.activate(preferences.torch_status())
+        except ModuleNotFoundError as error:
+            raise SceneFitError(str(error)) from None
+        import torch
+
+        from ..engine.distributions import ParameterSpace
+
+        try:
+            space = ParameterSpace.from_dict(engine_space)
+        except SceneFitError as error:
+            raise SpecError(f"the {self.source} distribution: {error}") from None
+        self._space = space.to_dict()
+        raw = space.sample(self.count, torch.Generator().manual_seed(self.seed))
+        draws = []
+        for row in raw:
+            decoded = space.decode(row)
+            draws.append({label: _scene_value(value, choices[label]) for label, value in decoded.items()})
+        return draws
+
+    def _prepare_folder(self) -> None:
+        images = self.folder / IMAGES
+        existing = [p for p in (images, self.folder / LABELS_CSV, self.folder / LABELS_JSON) if p.exists()]
+        if existing and not self.overwrite:
+            raise ConfigError(
+                f"{self.folder} already holds a data set ({existing[0].name}); choose another folder or overwrite it"
+            )
+        try:
+            if images.exists():
+                shutil.rmtree(images)
+            for name in (LABELS_CSV, LABELS_JSON):
+                (self.folder / name).unlink(missing_ok=True)
+            images.mkdir(parents=True)
+        except OSError as error:
+            raise ConfigError(f"cannot prepare the data set folder {self.folder}: {error.strerror}") from None
+
+    def _restore(self) -> list[str]:
+        if self._renderer is None:
+            return []
+        problems = rna.restore(self._saved)
+        problems += self._renderer.restore()
+        self._renderer = None
+        return problems
+
+    def _write_labels(self) -> None:
+        labels = [spec.label for spec in self.specs]
+        with (self.folder / LABELS_CSV).open("w", newline="") as stream:
+            writer = csv.writer(stream)
+            writer.writerow(["image", "sample", *labels])
+            for row in self.rows:
+                writer.writerow([row["image"], row["sample"], *(_csv_value(row["values"][label]) for label in labels)])
+        document = {
+            "format": FORMAT,
+            "version": VERSION,
+            "source": self.source,
+            "seed": self.seed,
+            "count": len(self.rows),
+            "requested": self.count,
+            "distribution": self._space,
+            "parameters": {
+                spec.label: {"id_type": spec.id_type, "id_name": spec.id_name, "data_path": spec.data_path}
+                for spec in self.specs
+            },
+            "render": {
+                "resolution": list(self.settings.resolution),
+                "engine": self.settings.engine,
+                "samples": self.settings.samples,
+                "channels": self.settings.channels,
+            },
+            "samples": self.rows,
+        }
+        (self.folder / LABELS_JSON).write_text(json.dumps(document, indent=1))
+
+
+def _scene_value(value: Any, choices: list | None) -> Any:
+    return choices[int(value)] if choices is not None else value
+
+
+def _csv_value(value: Any) -> str:
+    # repr keeps every bit of a float, so a row re-applied gives the same scene value.
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def generate_dataset(
+    scene: bpy.types.Scene,
+    specs: Sequence[SpecConfig],
+    folder: str | Path,
+    count: int,
+    seed: int = 0,
+    settings: RenderSettings | None = None,
+    distributions: Mapping[str, Mapping[str, Any]] | None = None,
+    source: str = "initial",
+    overwrite: bool = False,
+) -> Dataset:
+    """Render ``count`` images of ``scene`` with the specs' values drawn from ``distributions`` (default: the
+    specs' own) into ``folder``, with labels; see :class:`DatasetGenerator`."""
+    return DatasetGenerator(scene, specs, folder, count, seed, settings, distributions, source, overwrite).run()
+
+
+def read_labels(folder: str | Path) -> list[dict[str, Any]]:
+    """The rows of a data set's ``labels.json``: ``image``, ``sample`` and ``values`` (label → scene value)."""
+    path = Path(folder) / LABELS_JSON
+    try:
+        document = json.loads(path.read_text())
+    except OSError as error:
+        raise ConfigError(f"cannot read the data set labels {path}: {error.strerror}") from None
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"data set labels {path} are not valid JSON: {error}") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise ConfigError(f"{path} is not a SceneFit data set labels file")
+    return document["samples"]
+
+
+def scene_dataset_config(scene: bpy.types.Scene) -> tuple[RunConfig, RenderSettings]:
+    """The scene's run (specs, output folder) and its training render settings, which a data set renders with."""
+    config = RunConfig.from_scene(scene)
+    return config, RenderSettings(config.resolution, config.engine, config.samples, config.channels)
+
+
+# --- operator ----------------------------------------------------------------------------------------------------
+
+SOURCE_ITEMS = [
+    (
+        "LEARNED",
+        "Learned",
+        "The distributions the last run wrote back onto the data-blocks (custom property 'scenefit')",
+    ),
+    ("INITIAL", "Initial", "The random properties' distributions as set in the list"),
+    ("TRUTH", "Preset truth", "The ground truth of a preset (its scene must be the one set up here)"),
+]
+
+
+def _preset_items() -> list[tuple[str, str, str]]:
+    # The shipped presets do not change while Blender runs: read their titles once, at import.
+    return [(stem, name, description) for stem, name, description in preset_titles()] or [
+        ("NONE", "No presets", "No preset files were found in the extension's presets folder")
+    ]
+
+
+def operator_distributions(source: str, preset_stem: str, specs: Sequence[SpecConfig]) -> dict[str, dict[str, Any]]:
+    """Label → distribution for the operator's source (INITIAL: none, the specs' own)."""
+    if source == "LEARNED":
+        return learned_distributions(specs)
+    if source == "TRUTH":
+        from ... import torch_vendor
+
+        try:  # presets are validated with the engine's distributions, which need torch
+            torch_vendor.activate(preferences.torch_status())
+        except ModuleNotFoundError as error:
+            raise SceneFitError(str(error)) from None
+        preset = load_preset(PRESET_DIR / f"{preset_stem}.json")
+        truth = preset.truth()
+        if truth is None:
+            raise ConfigError(f"preset {preset.name!r} has no ground truth for every parameter")
+        return truth
+    return {}
+
+
+class SCENEFIT_OT_generate_dataset(bpy.types.Operator):
+    """Render a data set from the random properties' distributions: images plus a labels file (CSV and JSON)
+    recording every sampled value"""
+
+    bl_idname = "scenefit.generate_dataset"
+    bl_label = "Generate Data Set"
+    bl_options = {"REGISTER"}
+
+    count: bpy.props.IntProperty(name="Images", description="How many images to render", default=64, min=1)
+    seed: bpy.props.IntProperty(name="Seed", description="Seed of the sampled values (same seed, same data set)", min=0)
+    source: bpy.props.EnumProperty(
+        name="Distribution", description="Which distributions to sample", items=SOURCE_ITEMS, default="LEARNED"
+    )
+    preset: bpy.props.EnumProperty(
+        name="Preset", description="Preset whose ground truth to sample", items=_preset_items()
+    )
+    directory: bpy.props.StringProperty(
+        name="Output",
+        description="Folder for images/ and the labels (empty: 'dataset' in the run's output folder)",
+        subtype="DIR_PATH",
+    )
+    overwrite: bpy.props.BoolProperty(
+        name="Overwrite", description="Replace a data set already in the output folder", default=False
+    )
+
+    _generator: DatasetGenerator | None = None
+    _timer: Any = None
+
+    def invoke(self, context: bpy.types.Context, _event: bpy.types.Event) -> set[str]:
+        return context.window_manager.invoke_props_dialog(self)
+
+    def draw(self, _context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.use_property_split = True
+        layout.prop(self, "count")
+        layout.prop(self, "seed")
+        layout.prop(self, "source")
+        if self.source == "TRUTH":
+            layout.prop(self, "preset")
+        layout.prop(self, "directory")
+        layout.prop(self, "overwrite")
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        scene = context.scene
+        progress = getattr(context.window_manager, "scenefit_progress", None)
+        if progress is not None and progress.running:
+            self.report({"ERROR"}, "A SceneFit run is in progress: stop it before generating a data set")
+            return {"CANCELLED"}
+        try:
+            config, settings = scene_dataset_config(scene)
+            folder = bpy.path.abspath(self.directory) if self.directory else str(Path(config.output_dir) / "dataset")
+            distributions = operator_distributions(self.source, self.preset, config.specs)
+            generator = DatasetGenerator(
+                scene,
+                config.specs,
+                folder,
+                self.count,
+                self.seed,
+                settings,
+                distributions,
+                self.source.lower(),
+                self.overwrite,
+            )
+            generator.start()
+        except SceneFitError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        self._generator = generator
+        if context.window is None or bpy.app.background:  # scripts and batch: no event loop to tick a timer
+            return self._run_to_end()
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.01, window=context.window)
+        wm.modal_handler_add(self)
+        wm.progress_begin(0, self.count)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if event.type == "ESC":
+            dataset = self._end(context).stop()
+            done = f"{len(dataset.rows)} of {self.count} images"
+            self.report({"WARNING"}, f"Data set cancelled: {done} (labelled) in {dataset.folder}")
+            return {"CANCELLED"}
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        deadline = time.perf_counter() + 0.1  # keep the interface responsive between slices
+        try:
+            while self._generator.step():
+                if time.perf_counter() >= deadline:
+                    context.window_manager.progress_update(len(self._generator.rows))
+                    return {"RUNNING_MODAL"}
+        except SceneFitError as error:
+            self._end(context)
+            self.report({"ERROR"}, f"Data set stopped: {error}")
+            return {"CANCELLED"}
+        self._end(context)
+        self._report_done(self._generator.result())
+        return {"FINISHED"}
+
+    def _run_to_end(self) -> set[str]:
+        try:
+            while self._generator.step():
+                pass
+        except SceneFitError as error:
+            self.report({"ERROR"}, f"Data set stopped: {error}")
+            return {"CANCELLED"}
+        self._report_done(self._generator.result())
+        return {"FINISHED"}
+
+    def _end(self, context: bpy.types.Context) -> DatasetGenerator:
+        wm = context.window_manager
+        if self._timer is not None:
+            wm.event_timer_remove(self._timer)
+            self._timer = None
+        wm.progress_end()
+        return self._generator
+
+    def _report_done(self, dataset: Dataset) -> None:
+        self.report(
+            {"INFO"},
+            f"Data set: {len(dataset.rows)} images and labels in {dataset.folder} ({dataset.seconds:.1f} s)",
+        )
+
+
+register, unregister = bpy.utils.register_classes_factory((SCENEFIT_OT_generate_dataset,))
