@@ -199,7 +199,8 @@ def test_running_and_finished(ui, scene, tmp_path):
     layout = draw_all()
     view = ui.panels.run_view(bpy.context)
     assert (view.running, view.factor, view.message, view.finished_scene) == (False, 1.0, "Finished", True)
-    assert {"scenefit.optimize", "scenefit.apply_mean", "scenefit.open_results"} <= set(operators(layout))
+    after = {"scenefit.optimize", "scenefit.apply_mean", "scenefit.open_results", "scenefit.generate_dataset"}
+    assert after <= set(operators(layout))
     label = settings.specs[0].label
     learned = [text for text in layout.texts() if text.startswith(f"{label}: μ ")]
     assert learned, layout.texts()  # the learned distribution, read back from the object's custom property

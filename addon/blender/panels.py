@@ -365,6 +365,7 @@ class SCENEFIT_PT_run(_SceneFitPanel, bpy.types.Panel):
             row = layout.row(align=True)
             row.operator("scenefit.apply_mean", icon="CHECKMARK")
             row.operator("scenefit.open_results", icon="FILE_FOLDER")
+            layout.operator("scenefit.generate_dataset", icon="RENDERLAYERS")
 
 
 _CLASSES = (
