@@ -399,3 +399,25 @@ def test_a_baked_simulation_is_refused_and_kept(scenefit):
     with pytest.raises(scenefit.addon.engine.errors.ConfigError, match="is baked: every sample would replay"):
         renderer(scenefit, scene, preset).check()
     assert cache.is_baked
+
+
+def test_cloth_is_resimulated_per_sample_too(scenefit):
+    """A cloth sheet falling through air: its modifier's point cache is re-simulated like the rigid-body world's."""
+    import bpy
+
+    scene, preset = ball_scene(scenefit)
+    bpy.ops.mesh.primitive_grid_add(
+        x_subdivisions=6, y_subdivisions=6, size=0.6, location=(0.6, 0.0, 1.8), rotation=(1.5707963, 0.0, 0.0)
+    )  # upright, facing the camera
+    sheet = bpy.context.object
+    sheet.name = "Sheet"
+    sheet.modifiers.new("Cloth", "CLOTH")
+    sheet.modifiers["Cloth"].point_cache.frame_end = 60
+    damping = bound(scenefit, "air", 'modifiers["Cloth"].settings.air_damping', id_name="Sheet")
+    clips = []
+    with renderer(scenefit, scene, preset, touched=[damping]) as clip_renderer:
+        for value in (1.0, 10.0, 1.0):
+            damping.set(value)
+            clips.append(clip_renderer.render())
+    assert np.array_equal(clips[0], clips[2])
+    assert np.abs(clips[0] - clips[1]).max() > 0.2

@@ -159,6 +159,8 @@ class ClipRenderer(RenderOverride):
         self.check()
         self._frame = (self.scene.frame_current, self.scene.frame_subframe)
         super().__enter__()
+        # Kept with the overridden settings so that a run's suspend (saving mid-run) also puts the frame back.
+        self.saved.append((self.scene, "frame_current", self._frame[0]))
         try:
             self._check_identifiable()
         except BaseException:
