@@ -44,7 +44,7 @@ def registered_state() -> dict:
         "menus": {
             name: len(getattr(getattr(bpy.types, name).draw, "_draw_funcs", [None]))
             for name in dir(bpy.types)
-            if name.endswith("_MT_mesh_add") or name == "WM_MT_button_context"
+            if name.endswith("_MT_mesh_add") or name == "UI_MT_button_context_menu"
             if hasattr(getattr(bpy.types, name), "draw")
         },
     }
@@ -64,6 +64,7 @@ report["torch_imported_by_register"] = "torch" in sys.modules
 enabled = registered_state()
 report["preferences_registered"] = bpy.context.preferences.addons[MODULE].preferences is not None
 report["registered_something"] = enabled != before
+report["menus_extended"] = sorted(name for name, count in enabled["menus"].items() if count > before["menus"][name])
 
 addon_utils.disable(MODULE, default_set=True)
 report["enabled_after_disable"] = MODULE in bpy.context.preferences.addons

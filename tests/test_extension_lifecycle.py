@@ -52,6 +52,7 @@ def test_install_enable_disable_reenable_uninstall(extension_zip, hide_torch):
     assert not report["torch_imported_by_register"], "registering must not import torch"
     assert not report["enabled_after_disable"]
     assert report["leftovers_after_disable"] == {"types": [], "props": []}
+    assert report["menus_extended"] == ["UI_MT_button_context_menu", "VIEW3D_MT_mesh_add"]
     assert report["menus_restored"]
     assert report["enabled_after_reenable"] and report["reenabled_state_matches"]
     assert report["uninstalled"] == ["FINISHED"] and not report["enabled_after_uninstall"]
