@@ -33,21 +33,25 @@ def ball(scenefit):
 
 
 def truth_clips(scenefit, scene, preset, folder: Path, count: int, seed: int) -> list[float]:
-    """``count`` target clips of the preset's ground truth saved as frame folders; returns the restitutions."""
-    import torch
-
-    ParameterSpace = importlib.import_module(f"{scenefit.__name__}.addon.engine.distributions").ParameterSpace
-    clips, render = module(scenefit, "clips"), module(scenefit, "render")
-    values = ParameterSpace.from_dict(preset.truth()).sample(count, torch.Generator().manual_seed(seed))[:, 0]
-    restitution = scenefit.addon.blender.rna.resolve("restitution", "OBJECT", "Ball", "rigid_body.restitution")
-    saved = restitution.get()
-    settings = render.RenderSettings(tuple(preset.run["resolution"]), "BLENDER_WORKBENCH", preset.run["samples"])
-    with clips.ClipRenderer(scene, settings, clips.ClipSettings.from_dict(preset.run["clips"]), [restitution]) as r:
-        for i, value in enumerate(values.tolist()):
-            restitution.set(value)
-            module(scenefit, "clip_targets").save_clip(r.render(), folder / f"clip_{i:03d}")
-    restitution.set(saved)
-    return values.tolist()
+    """``count`` target clips of the preset's ground truth, made by the data-set generator in clip mode; returns
+    the restitutions. The clips are the sub-folders of ``folder``."""
+    dataset, render = module(scenefit, "dataset"), module(scenefit, "render")
+    config = module(scenefit, "session").RunConfig.from_scene(scene)
+    settings = render.RenderSettings(config.resolution, config.engine, config.samples, config.channels)
+    clip = module(scenefit, "clips").ClipSettings.from_dict(config.clips)
+    made = dataset.generate_dataset(
+        scene,
+        config.specs,
+        folder.parent / f"{folder.name}-dataset",
+        count,
+        seed,
+        settings,
+        preset.truth(),
+        "truth",
+        clip=clip,
+    )
+    (folder.parent / f"{folder.name}-dataset" / dataset.IMAGES).rename(folder)
+    return [row["values"]["restitution"] for row in made.rows]
 
 
 def simulate_to(scene, frame: int) -> None:
@@ -118,7 +122,7 @@ def mixed_folder(scenefit, scene, preset, folder: Path) -> None:
 
 def uneven_folder(scenefit, scene, preset, folder: Path) -> None:
     truth_clips(scenefit, scene, preset, folder, count=2, seed=0)
-    (folder / "clip_001" / "0008.png").unlink()
+    (folder / "00001" / "0008.png").unlink()
 
 
 def broken_video(scenefit, scene, preset, folder: Path) -> None:

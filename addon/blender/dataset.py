@@ -6,6 +6,7 @@ data-blocks by a run, or read from a run's ``result.json``) or a preset's ground
 same data set. Output folder layout::
 
     images/00000.png …         8-bit PNG, display-referred (exactly what a training render gives)
+    images/00000/0001.png …    with clips on: one sub-folder of frames per sample (a folder of target clips)
     labels.csv                 image, sample, one column per label (scene values: numbers, booleans, enum items)
     labels.json                the same rows plus the distribution, seed, source and render settings
 
@@ -30,6 +31,8 @@ import bpy
 from ..engine.errors import ConfigError, SceneFitError, SpecError
 from ..engine.presets import PRESET_DIR, load_preset, preset_titles
 from . import preferences, rna
+from .clip_targets import save_clip
+from .clips import ClipRenderer, ClipSettings
 from .properties import WRITEBACK_KEY
 from .render import RenderOverride, RenderSettings
 from .session import RunConfig, SpecConfig, engine_distribution
@@ -137,6 +140,7 @@ class DatasetGenerator:
         distributions: Mapping[str, Mapping[str, Any]] | None = None,
         source: str = "initial",
         overwrite: bool = False,
+        clip: ClipSettings | None = None,
     ) -> None:
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ConfigError(f"a data set needs a positive number of images, got {count!r}")
@@ -153,6 +157,7 @@ class DatasetGenerator:
         self.distributions = {label: dict(d) for label, d in (distributions or {}).items()}
         self.source = source
         self.overwrite = overwrite
+        self.clip = clip  # clip mode: each "image" is a clip, written as a sub-folder of frames (clip_targets)
         self.rows: list[dict[str, Any]] = []
         self._bound: dict[str, rna.BoundProperty] = {}
         self._draws: list[dict[str, Any]] = []
@@ -182,7 +187,10 @@ class DatasetGenerator:
             )
             self._bound[spec.label] = bound
         self._draws = self._sample(engine_space, choices)
-        renderer = RenderOverride(self.scene, self.settings)
+        if self.clip is None:
+            renderer = RenderOverride(self.scene, self.settings)
+        else:
+            renderer = ClipRenderer(self.scene, self.settings, self.clip, self._bound.values())
         renderer.check()
         self._prepare_folder()
         self._saved = rna.snapshot(list(self._bound.values()))
@@ -199,8 +207,12 @@ class DatasetGenerator:
             values = self._draws[index]
             for label, value in values.items():
                 self._bound[label].set(value)
-            image = f"{IMAGES}/{index:05d}.png"
-            save_image(self._renderer.render(), self.folder / image)
+            if self.clip is None:
+                image = f"{IMAGES}/{index:05d}.png"
+                save_image(self._renderer.render(), self.folder / image)
+            else:
+                image = f"{IMAGES}/{index:05d}"
+                save_clip(self._renderer.render(), self.folder / image)
             self.rows.append({"image": image, "sample": index, "values": values})
         except BaseException:
             self.stop()
@@ -309,6 +321,7 @@ class DatasetGenerator:
                 "engine": self.settings.engine,
                 "samples": self.settings.samples,
                 "channels": self.settings.channels,
+                "clips": self.clip.to_dict() if self.clip is not None else None,
             },
             "samples": self.rows,
         }
@@ -334,10 +347,11 @@ def generate_dataset(
     distributions: Mapping[str, Mapping[str, Any]] | None = None,
     source: str = "initial",
     overwrite: bool = False,
+    clip: ClipSettings | None = None,
 ) -> Dataset:
     """Render ``count`` images of ``scene`` with the specs' values drawn from ``distributions`` (default: the
-    specs' own) into ``folder``, with labels; see :class:`DatasetGenerator`."""
-    return DatasetGenerator(scene, specs, folder, count, seed, settings, distributions, source, overwrite).run()
+    specs' own) into ``folder``, with labels; see :class:`DatasetGenerator`. With ``clip``, clips."""
+    return DatasetGenerator(scene, specs, folder, count, seed, settings, distributions, source, overwrite, clip).run()
 
 
 def read_labels(folder: str | Path) -> list[dict[str, Any]]:
@@ -461,6 +475,7 @@ class SCENEFIT_OT_generate_dataset(bpy.types.Operator):
                 distributions,
                 self.source.lower(),
                 self.overwrite,
+                ClipSettings.from_dict(config.clips) if config.clips is not None else None,
             )
             generator.start()
         except SceneFitError as error:
