@@ -232,3 +232,25 @@ def test_the_operator_generates_from_a_preset_truth(sf, tmp_path):
     assert json.loads((folder / "labels.json").read_text())["render"]["resolution"] == [SIZE, SIZE]
     with pytest.raises(RuntimeError, match="no learned distribution"):
         bpy.ops.scenefit.generate_dataset(count=2, source="LEARNED", directory=str(tmp_path / "learned"))
+
+
+def test_batch_generate_renders_a_preset_truth_or_a_result(sf, tmp_path, capsys):
+    batch = importlib.import_module(sf.dataset.__name__.rsplit(".", 1)[0] + ".batch")
+    preset = str(ROOT / "presets" / "supershape_density.json")
+    common = ["--config", preset, "--build-scene", "--resolution", str(SIZE), "--samples", "1"]
+    assert batch.main([*common, "--generate", "4", "--source", "truth", "--output", str(tmp_path / "truth")]) == 0
+    assert "4 images (truth)" in capsys.readouterr().out
+    document = json.loads((tmp_path / "truth" / "labels.json").read_text())
+    assert document["seed"] == 1 and document["source"] == "truth"  # the preset's target seed
+    assert len(document["samples"]) == 4 and all(7.0 < row["values"]["m2"] < 13.0 for row in document["samples"])
+
+    result = tmp_path / "result.json"
+    parameters = {label: {"distribution": "lognormal", "mu": 1.0, "sigma": 0.01} for label in ("m1", "m2")}
+    result.write_text(json.dumps({"parameters": parameters}))
+    args = [*common, "--generate", "3", "--source", str(result), "--seed", "4", "--output", str(tmp_path / "r")]
+    assert batch.main(args) == 0
+    rows = read_csv(tmp_path / "r")
+    assert len(rows) == 3 and all(abs(float(row["m1"]) - np.e) < 0.1 for row in rows)
+
+    assert batch.main([*common, "--generate", "2", "--source", "guess", "--output", str(tmp_path / "x")]) == 1
+    assert "unknown data set source 'guess'" in capsys.readouterr().err

@@ -57,6 +57,18 @@ def parser() -> argparse.ArgumentParser:
         help="with a preset: build its demo scene first (into an empty scene when no .blend is given)",
     )
     parse.add_argument("--save", help="save the .blend (scene restored, learned custom properties) to this path")
+    parse.add_argument(
+        "--generate",
+        type=int,
+        metavar="N",
+        help="render a data set of N images + labels into --output instead of learning",
+    )
+    parse.add_argument(
+        "--source",
+        default="initial",
+        help="with --generate: initial (the specs'), learned (written back by a run), truth (the --config preset's) "
+        "or a run's result.json (default: initial; --seed seeds the draws)",
+    )
     return parse
 
 
@@ -100,6 +112,8 @@ def _run(args: argparse.Namespace) -> int:
         bpy.ops.wm.read_homefile(use_empty=True)
     scene = _scene(args.scene)
     config, preset = _config(args, scene)
+    if args.generate is not None:
+        return _generate(args, scene, config, preset)
     if config.targets == "" and preset is not None and preset.truth() is not None:
         folder = Path(config.output_dir) / "targets"
         _say(f"rendering {preset.targets['count']} targets from the preset's truth into {folder}")
@@ -124,6 +138,16 @@ def _run(args: argparse.Namespace) -> int:
         f"scenefit: finished {result['steps']} steps, {result['renders']} renders in {result['seconds']:.1f} s; "
         f"{_values(result['parameters'])}; result: {session.result_path}"
     )
+    if args.save:
+        bpy.ops.wm.save_as_mainfile(filepath=str(Path(args.save).resolve()), copy=True)
+    return EXIT_OK
+
+
+def _generate(args: argparse.Namespace, scene: bpy.types.Scene, config: RunConfig, preset: Any) -> int:
+    from .dataset import generate_for_run
+
+    dataset = generate_for_run(scene, config, args.generate, args.source, args.seed, preset)
+    _say(f"scenefit: {len(dataset.rows)} images ({args.source}) in {dataset.seconds:.1f} s → {dataset.folder}")
     if args.save:
         bpy.ops.wm.save_as_mainfile(filepath=str(Path(args.save).resolve()), copy=True)
     return EXIT_OK

@@ -374,6 +374,39 @@ def scene_dataset_config(scene: bpy.types.Scene) -> tuple[RunConfig, RenderSetti
     return config, RenderSettings(config.resolution, config.engine, config.samples, config.channels)
 
 
+def source_distributions(source: str, specs: Sequence[SpecConfig], preset: Any = None) -> dict[str, dict[str, Any]]:
+    """Label → distribution to sample for a named source: ``initial`` (none: the specs' own), ``learned`` (written
+    back onto the data-blocks), ``truth`` (``preset``'s ground truth) or the path of a run's ``result.json``."""
+    if source == "initial":
+        return {}
+    if source == "learned":
+        return learned_distributions(specs)
+    if source == "truth":
+        truth = preset.truth() if preset is not None else None
+        if truth is None:
+            raise ConfigError("the truth source needs a preset whose parameters all have a ground truth (--config)")
+        return truth
+    if source.endswith(".json"):
+        return result_distributions(source)
+    raise ConfigError(f"unknown data set source {source!r}: initial, learned, truth or a run's result.json")
+
+
+def generate_for_run(
+    scene: bpy.types.Scene, config: RunConfig, count: int, source: str, seed: int | None = None, preset: Any = None
+) -> Dataset:
+    """A data set with a run's specs and render settings into its output folder (batch ``--generate``). The seed
+    defaults to the preset's target seed for its truth, else to the run's seed."""
+    if seed is None:
+        seed = preset.targets["seed"] if source == "truth" and preset is not None and preset.targets else config.seed
+    settings = RenderSettings(config.resolution, config.engine, config.samples, config.channels)
+    clip = ClipSettings.from_dict(config.clips) if config.clips is not None else None
+    distributions = source_distributions(source, config.specs, preset)
+    name = Path(source).name if source.endswith(".json") else source
+    return generate_dataset(
+        scene, config.specs, config.output_dir, count, seed, settings, distributions, name, clip=clip
+    )
+
+
 # --- operator ----------------------------------------------------------------------------------------------------
 
 SOURCE_ITEMS = [
@@ -394,23 +427,14 @@ def _preset_items() -> list[tuple[str, str, str]]:
     ]
 
 
-def operator_distributions(source: str, preset_stem: str, specs: Sequence[SpecConfig]) -> dict[str, dict[str, Any]]:
-    """Label → distribution for the operator's source (INITIAL: none, the specs' own)."""
-    if source == "LEARNED":
-        return learned_distributions(specs)
-    if source == "TRUTH":
-        from ... import torch_vendor
+def _preset(stem: str) -> Any:
+    from ... import torch_vendor
 
-        try:  # presets are validated with the engine's distributions, which need torch
-            torch_vendor.activate(preferences.torch_status())
-        except ModuleNotFoundError as error:
-            raise SceneFitError(str(error)) from None
-        preset = load_preset(PRESET_DIR / f"{preset_stem}.json")
-        truth = preset.truth()
-        if truth is None:
-            raise ConfigError(f"preset {preset.name!r} has no ground truth for every parameter")
-        return truth
-    return {}
+    try:  # presets are validated with the engine's distributions, which need torch
+        torch_vendor.activate(preferences.torch_status())
+    except ModuleNotFoundError as error:
+        raise SceneFitError(str(error)) from None
+    return load_preset(PRESET_DIR / f"{stem}.json")
 
 
 class SCENEFIT_OT_generate_dataset(bpy.types.Operator):
@@ -464,7 +488,8 @@ class SCENEFIT_OT_generate_dataset(bpy.types.Operator):
         try:
             config, settings = scene_dataset_config(scene)
             folder = bpy.path.abspath(self.directory) if self.directory else str(Path(config.output_dir) / "dataset")
-            distributions = operator_distributions(self.source, self.preset, config.specs)
+            preset = _preset(self.preset) if self.source == "TRUTH" else None
+            distributions = source_distributions(self.source.lower(), config.specs, preset)
             generator = DatasetGenerator(
                 scene,
                 config.specs,
