@@ -124,7 +124,8 @@ def _run(args: argparse.Namespace) -> int:
     def report(entry: Mapping[str, Any]) -> None:
         _say(_step_line(entry, goal["step"]))
 
-    session = Session(scene, config, tick_seconds=TICK_SECONDS, on_step=report)
+    truth = preset.truth() if preset is not None else None
+    session = Session(scene, config, tick_seconds=TICK_SECONDS, on_step=report, truth=truth)
     session.start()
     goal["step"] = session.optimizer.step + config.steps
     _say(
@@ -138,6 +139,8 @@ def _run(args: argparse.Namespace) -> int:
         f"scenefit: finished {result['steps']} steps, {result['renders']} renders in {result['seconds']:.1f} s; "
         f"{_values(result['parameters'])}; result: {session.result_path}"
     )
+    problem = session.report.problem
+    _say(f"scenefit: {problem}" if problem else f"scenefit: report in {session.output_dir}")
     if args.save:
         bpy.ops.wm.save_as_mainfile(filepath=str(Path(args.save).resolve()), copy=True)
     return EXIT_OK

@@ -25,6 +25,7 @@ from . import clips, preferences, rna, writeback
 from .clip_targets import load_clip_targets
 from .properties import MAX_LABEL, spec_label
 from .render import ENGINES, RenderOverride, RenderSettings
+from .report import RunReport
 from .targets import TargetReport, load_targets
 
 # How often result.json is rewritten during a run at most (custom properties follow every parameter step).
@@ -259,6 +260,8 @@ def _below(low: Any, high: Any) -> bool:
 class Session:
     """One run on one scene. ``start()`` validates everything before touching the scene; afterwards the scene is
     restored exactly however the run ends. ``on_step`` is called with each new history entry (batch prints it).
+    The run's report (``report.RunReport``) goes to the output folder; ``truth``, when known (a preset's), is drawn
+    on its parameter plot.
     """
 
     def __init__(
@@ -267,11 +270,14 @@ class Session:
         config: RunConfig,
         tick_seconds: float = 0.05,
         on_step: Callable[[dict[str, Any]], None] | None = None,
+        truth: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.scene = scene
         self.config = config
         self.tick_seconds = tick_seconds
         self.on_step = on_step
+        self.truth = truth
+        self.report: RunReport | None = None
         self.status = "new"  # new → running → finished | stopped | failed
         self.error: BaseException | None = None
         self.optimizer: Any = None
@@ -321,6 +327,7 @@ class Session:
             self.output_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise ConfigError(f"cannot create the output folder {self.output_dir}: {error.strerror}") from None
+        self.report = RunReport(self.output_dir, targets, config.steps, self.truth)
 
         from ..engine.training import TrainingThread
 
@@ -472,6 +479,7 @@ class Session:
             if len(self._images) == len(self._batch):
                 self._thread.submit([s.id for s in self._batch], self._images)
                 self._batches_submitted += 1
+                self.report.batch(self._batches_submitted, self._images, self.renders)
                 self._batch, self._images = [], []
             if time.perf_counter() >= deadline:
                 self._publish()
@@ -534,6 +542,7 @@ class Session:
             self._thread.stop()
             self._publish(final=True)
             self.optimizer.save_checkpoint(self.checkpoint_path)
+            self.report.finish(list(self.optimizer.history))
         except Exception as caught:  # the scene is restored below in any case
             write_error = caught
         finally:
@@ -545,6 +554,8 @@ class Session:
                 message += f" — results not written: {write_error}"
             if problems:
                 message += " — not restored: " + "; ".join(problems)
+            if self.report.problem:
+                message += f" — {self.report.problem}"
             self._progress(running=False, message=message)
         if write_error is not None and error is None:
             self.status, self.error = "failed", write_error
