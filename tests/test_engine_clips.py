@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from addon.engine.distributions import ParameterSpace, TruncatedNormal
-from addon.engine.errors import TargetError
+from addon.engine.errors import ConfigError, TargetError
 from addon.engine.networks import Discriminator, PixelFeatures, RandomConvFeatures, load_feature_extractor
 from addon.engine.objectives import ObjectiveConfig, make_objective
 from addon.engine.optimizer import AskTellOptimizer, OptimizerConfig, images_to_tensor
@@ -196,3 +196,16 @@ def test_bad_clip_run_settings_are_refused(clips, message):
     data["run"]["clips"] = clips
     with pytest.raises(ConfigError, match=message):
         presets.preset_from_dict(data, "bouncing_ball.json")
+
+
+def test_a_clip_run_resumes_from_its_checkpoint(tmp_path):
+    space = ParameterSpace({"restitution": TruncatedNormal(0.3, 0.15, 0.0, 1.0)})
+    targets = ball_clips(np.full(6, 0.7))
+    optimizer = AskTellOptimizer(space, targets, OptimizerConfig.default(batch_size=4, objective="mmd"))
+    samples = optimizer.ask()
+    optimizer.tell([s.id for s in samples], [bouncing_ball(s.values) for s in samples])
+    optimizer.save_checkpoint(tmp_path / "checkpoint.pt")
+    resumed = AskTellOptimizer.load_checkpoint(tmp_path / "checkpoint.pt", targets)
+    assert resumed.image_shape == (8, 32, 32, 3) and resumed.step == 1
+    with pytest.raises(ConfigError, match="shape"):
+        AskTellOptimizer.load_checkpoint(tmp_path / "checkpoint.pt", targets[:, :6])

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-STEMS = ["supershape_density", "supershape_guided_dr", "object_yaw", "discrete_choice"]
+STEMS = ["supershape_density", "supershape_guided_dr", "object_yaw", "discrete_choice", "bouncing_ball"]
 
 
 def load(scenefit, stem: str):
