@@ -1,0 +1,244 @@
+"""Loop efficiency: images/s of a full fitting run divided by images/s of the bare render loop, same process.
+
+The scene is the demo's supershape (presets/supershape_density.json) at 64×64. For each engine (Cycles with 8
+samples, Workbench with 8 AA samples) the two loops alternate, ``--repeats`` times:
+
+* bare: apply a sample to the scene and render it to an array, nothing else;
+* full: a SceneFit run through the real path — ``Session.start()``, ``Session.step()`` until it has rendered as
+  many images, ``Session.finish()`` (so training of the last batches counts) — default optimizer settings and
+  batch size, the training thread learning while the main thread renders.
+
+It prints both rates and their ratio (target ≥ 0.95: training hidden behind rendering) and where the full run's
+main thread spent its time: applying samples, rendering, reading the image back, waiting for room in the training
+queue, and the rest (asking, progress, write-back), plus the training thread's time per batch.
+
+    .venv/bin/python bench/loop_efficiency.py              # 2 × 512 images per loop and engine
+    .venv/bin/python bench/loop_efficiency.py --quick      # smoke test
+    .venv/bin/python bench/loop_efficiency.py --cprofile   # also the main thread's top functions in a full run
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import pstats
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+TARGET = 0.95
+ENGINES = (("CYCLES", 8), ("BLENDER_WORKBENCH", 8))
+
+
+class Timers:
+    """Seconds and calls per named phase; wraps callables without changing what they do."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+
+    def wrap(self, name: str, function: Callable) -> Callable:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.seconds[name] += time.perf_counter() - started
+                self.calls[name] += 1
+
+        return timed
+
+
+@contextmanager
+def patched(owner: Any, name: str, replacement: Any) -> Iterator[None]:
+    original = getattr(owner, name)
+    setattr(owner, name, replacement)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+class Bench:
+    def __init__(self, workdir: Path) -> None:
+        self.ext = common.blender()
+        self.render = common.module(self.ext, "addon.blender.render")
+        self.rna = common.module(self.ext, "addon.blender.rna")
+        self.session = common.module(self.ext, "addon.blender.session")
+        self.scene, self.preset = common.build_supershape_scene(self.ext)
+        self.base = self.session.RunConfig.from_scene(self.scene)
+        self.workdir = workdir
+
+    def run_config(self, engine: str, samples: int, images: int) -> Any:
+        from addon.engine.optimizer import OptimizerConfig
+
+        batch = OptimizerConfig.default().batch_size
+        config = self.base.replace(
+            engine=engine, samples=samples, resolution=[64, 64], batch_size=batch, steps=max(1, images // batch)
+        )
+        folder = self.workdir / f"targets-{engine}"
+        if not folder.is_dir():
+            common.render_targets(self.ext, self.scene, self.preset, folder, config)
+        return config.replace(targets=str(folder), output_dir=str(self.workdir / f"out-{engine}"))
+
+    def bare(self, config: Any, images: int) -> tuple[float, Timers]:
+        """Apply a sample, render, read back; values drawn from the start distribution like a run's first batch."""
+        import numpy as np
+
+        timers = Timers()
+        bound = [self.rna.resolve(s.label, s.id_type, s.id_name, s.data_path) for s in config.specs]
+        start = [(s.distribution["mu"], s.distribution["sigma"]) for s in config.specs]
+        rng = np.random.default_rng(0)
+        saved = self.rna.snapshot(bound)
+        settings = self.render.RenderSettings(config.resolution, config.engine, config.samples, config.channels)
+        try:
+            with (
+                self.render.RenderOverride(self.scene, settings) as renderer,
+                patched(self.render, "read_tga", timers.wrap("read back", self.render.read_tga)),
+            ):
+                renderer.render()  # first render: engine start-up, not the loop
+                render = timers.wrap("render", renderer.render)
+                started = time.perf_counter()
+                for _ in range(images):
+                    applied = time.perf_counter()
+                    for prop, (mu, sigma) in zip(bound, start, strict=True):
+                        prop.set(float(rng.lognormal(mu, sigma)))
+                    timers.seconds["apply"] += time.perf_counter() - applied
+                    render()
+                elapsed = time.perf_counter() - started
+        finally:
+            self.rna.restore(saved)
+        timers.seconds["render"] -= timers.seconds["read back"]
+        return images / elapsed, timers
+
+    def full(self, config: Any, profile: cProfile.Profile | None) -> tuple[float, Timers, dict[str, Any]]:
+        timers = Timers()
+        session = self.session.Session(self.scene, config, tick_seconds=0.05)
+        session.start()
+        optimizer = session.optimizer
+        thread = session._thread
+        with (
+            patched(self.render, "read_tga", timers.wrap("read back", self.render.read_tga)),
+            patched(session._renderer, "render", timers.wrap("render", session._renderer.render)),
+            patched(session, "_apply", timers.wrap("apply", session._apply)),
+            patched(thread, "submit", timers.wrap("queue wait (submit)", thread.submit)),
+            patched(optimizer, "ask", timers.wrap("ask", optimizer.ask)),
+            patched(session, "_publish", timers.wrap("progress + write-back", session._publish)),
+            patched(optimizer, "tell", timers.wrap("training thread: tell", optimizer.tell)),
+        ):
+            # Warm-up: the first render of a session starts the engine (the bare loop discards one as well).
+            session._renderer.render()
+            started = time.perf_counter()
+            if profile is not None:
+                profile.enable()
+            while session.step():
+                pass
+            if profile is not None:
+                profile.disable()
+            elapsed = time.perf_counter() - started
+        timers.seconds["render"] -= timers.seconds["read back"]
+        history = optimizer.history
+        info = {
+            "renders": session.renders,
+            "steps": len(history),
+            "status": session.status,
+            "d_real": history[-1]["d_real"] if history else None,
+            "d_sim": history[-1]["d_sim"] if history else None,
+            "elapsed": elapsed,
+        }
+        return session.renders / elapsed, timers, info
+
+
+def breakdown(timers: Timers, images: int, elapsed: float) -> str:
+    main = ("apply", "render", "read back", "queue wait (submit)", "ask", "progress + write-back")
+    parts = [f"{name} {timers.seconds[name] / images * 1e3:.1f}" for name in main if name in timers.seconds]
+    rest = elapsed - sum(timers.seconds[name] for name in main if name in timers.seconds)
+    parts.append(f"other {rest / images * 1e3:.1f}")
+    text = "main thread ms/image: " + ", ".join(parts)
+    tell = timers.seconds.get("training thread: tell")
+    if tell is not None:
+        calls = timers.calls["training thread: tell"]
+        text += f"; training thread: {tell / images * 1e3:.1f} ms/image ({tell / max(calls, 1) * 1e3:.0f} ms/batch)"
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parse = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parse.add_argument("--images", type=int, default=512, help="images per loop (default 512)")
+    parse.add_argument("--repeats", type=int, default=2, help="bare/full pairs per engine (default 2)")
+    parse.add_argument("--engines", default="CYCLES,BLENDER_WORKBENCH", help="comma-separated engines")
+    parse.add_argument("--quick", action="store_true", help="smoke test: 32 images, one pair, Workbench only")
+    parse.add_argument("--cprofile", action="store_true", help="print the main thread's top functions (full run)")
+    parse.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    args = parse.parse_args(argv)
+    if args.quick:
+        args.images, args.repeats, args.engines = 32, 1, "BLENDER_WORKBENCH"
+    engines = [(e, s) for e, s in ENGINES if e in args.engines.split(",")]
+
+    import torch
+
+    print(f"machine: {common.machine()}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="scenefit-loop-efficiency-") as folder:
+        bench = Bench(Path(folder))
+        print(
+            f"scene: {bench.preset.name}; 64×64; {args.images} images per loop; torch threads in the training "
+            f"thread: {common.module(bench.ext, 'addon.engine.training').default_torch_threads()} of "
+            f"{torch.get_num_threads()}",
+            flush=True,
+        )
+        results: dict[str, Any] = {}
+        rows = []
+        for engine, samples in engines:
+            config = bench.run_config(engine, samples, args.images)
+            pairs = []
+            for repeat in range(args.repeats):
+                bare_rate, bare_timers = bench.bare(config, args.images)
+                profile = cProfile.Profile() if args.cprofile and repeat == args.repeats - 1 else None
+                full_rate, full_timers, info = bench.full(config, profile)
+                ratio = full_rate / bare_rate
+                pairs.append({"bare": bare_rate, "full": full_rate, "ratio": ratio, **info})
+                print(
+                    f"{engine} {samples} samples, pair {repeat + 1}: bare {bare_rate:.1f} img/s, full "
+                    f"{full_rate:.1f} img/s (batch {config.batch_size}, {info['steps']} steps), ratio {ratio:.3f}",
+                    flush=True,
+                )
+                print("  bare " + breakdown(bare_timers, args.images, args.images / bare_rate), flush=True)
+                print("  full " + breakdown(full_timers, info["renders"], info["elapsed"]), flush=True)
+                if profile is not None:
+                    text = io.StringIO()
+                    pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(15)
+                    print("  cProfile of the full run's main thread (tottime):", flush=True)
+                    print("\n".join("    " + line for line in text.getvalue().splitlines()[4:30]), flush=True)
+            ratios = [p["ratio"] for p in pairs]
+            results[engine] = {"samples": samples, "pairs": pairs, "median_ratio": common.median(ratios)}
+            rows.append(
+                (
+                    f"{engine} {samples}",
+                    f"{common.median(p['bare'] for p in pairs):.1f}",
+                    f"{common.median(p['full'] for p in pairs):.1f}",
+                    " / ".join(f"{r:.3f}" for r in ratios),
+                    f"{common.median(ratios):.3f}",
+                    "meets" if common.median(ratios) >= TARGET else f"misses by {TARGET - common.median(ratios):.3f}",
+                )
+            )
+    print()
+    header = ("engine, samples", "bare img/s", "full img/s", "ratio per pair", "median ratio", f"target ≥ {TARGET}")
+    print(common.table(rows, header))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
