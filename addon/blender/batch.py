@@ -99,7 +99,8 @@ def main(argv: Sequence[str]) -> int:
         _say("scenefit: interrupted; the scene was restored and what was learned so far was written", err=True)
         return EXIT_INTERRUPTED
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if previous is not None:  # None: a handler installed by C code (Blender's), which Python cannot reinstall
+            signal.signal(signal.SIGINT, previous)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -132,8 +133,14 @@ def _run(args: argparse.Namespace) -> int:
         f"scenefit: {session.target_report.summary()}; {config.steps} steps of {config.batch_size} renders "
         f"({config.engine}, {config.resolution[0]}×{config.resolution[1]}) → {config.output_dir}"
     )
+    # During the run Ctrl-C only asks to stop: Blender calls Python handlers (frame change, render) inside
+    # renders, and a KeyboardInterrupt raised there is printed and swallowed by Blender, not seen here.
+    stop_requested: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, _frame: stop_requested.append(signum))
     while session.step():
-        pass
+        if stop_requested:
+            session.stop()
+            raise KeyboardInterrupt
     result = json.loads(session.result_path.read_text())
     _say(
         f"scenefit: finished {result['steps']} steps, {result['renders']} renders in {result['seconds']:.1f} s; "

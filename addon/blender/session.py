@@ -129,8 +129,7 @@ class RunConfig:
         run = preset.run
         return cls(
             specs=[
-                SpecConfig(p.label, p.id_type, p.id_name, p.data_path, dict(p.distribution))
-                for p in preset.parameters
+                SpecConfig(p.label, p.id_type, p.id_name, p.data_path, dict(p.distribution)) for p in preset.parameters
             ],
             steps=run["steps"],
             batch_size=run["batch_size"],
@@ -333,10 +332,14 @@ class Session:
 
         self._saved = rna.snapshot([p.bound for p in self.parameters.values()])
         renderer.__enter__()
+        try:
+            self._thread = TrainingThread(self.optimizer)
+            self._thread.start()
+        except BaseException:
+            renderer.restore()
+            raise
         self._renderer = renderer
         self._reported = len(self.optimizer.history)  # a resumed run reports only its own steps
-        self._thread = TrainingThread(self.optimizer)
-        self._thread.start()
         self._started_at = time.perf_counter()
         self.status = "running"
         self._progress(running=True, message=self.target_report.summary())
