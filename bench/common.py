@@ -109,11 +109,12 @@ def build_supershape_scene(ext: ModuleType, scene_name: str = "SceneFit bench") 
     return scene, preset
 
 
-def render_targets(ext: ModuleType, scene: Any, preset: Any, folder: Path, config: Any) -> Path:
-    """The protocol's 64 targets rendered from the preset's truth into ``folder`` (PNG)."""
+def render_targets(ext: ModuleType, scene: Any, preset: Any, folder: Path, config: Any, count: int = N_TARGETS) -> Path:
+    """The protocol's targets (64 unless a smoke test asks for fewer) rendered from the preset's truth into
+    ``folder`` (PNG) with the render settings of ``config``."""
     truth = preset.truth()
     assert truth is not None and {label: d["mu"] for label, d in truth.items()} == TRUTH_MU, truth
-    counts = {**preset.targets, "count": N_TARGETS}
+    counts = {**preset.targets, "count": count}
     module(ext, "addon.blender.batch").render_truth_targets(scene, config, truth, counts, folder)
     return folder
 

@@ -71,7 +71,7 @@ def patched(owner: Any, name: str, replacement: Any) -> Iterator[None]:
 
 
 class Bench:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, size: int, targets: int) -> None:
         self.ext = common.blender()
         self.render = common.module(self.ext, "addon.blender.render")
         self.rna = common.module(self.ext, "addon.blender.rna")
@@ -79,17 +79,23 @@ class Bench:
         self.scene, self.preset = common.build_supershape_scene(self.ext)
         self.base = self.session.RunConfig.from_scene(self.scene)
         self.workdir = workdir
+        self.size = size
+        self.targets = targets
 
     def run_config(self, engine: str, samples: int, images: int) -> Any:
         from addon.engine.optimizer import OptimizerConfig
 
         batch = OptimizerConfig.default().batch_size
         config = self.base.replace(
-            engine=engine, samples=samples, resolution=[64, 64], batch_size=batch, steps=max(1, images // batch)
+            engine=engine,
+            samples=samples,
+            resolution=[self.size, self.size],
+            batch_size=batch,
+            steps=max(1, images // batch),
         )
         folder = self.workdir / f"targets-{engine}"
         if not folder.is_dir():
-            common.render_targets(self.ext, self.scene, self.preset, folder, config)
+            common.render_targets(self.ext, self.scene, self.preset, folder, config, self.targets)
         return config.replace(targets=str(folder), output_dir=str(self.workdir / f"out-{engine}"))
 
     def bare(self, config: Any, images: int) -> tuple[float, Timers]:
@@ -178,22 +184,25 @@ def main(argv: list[str] | None = None) -> int:
     parse.add_argument("--images", type=int, default=512, help="images per loop (default 512)")
     parse.add_argument("--repeats", type=int, default=2, help="bare/full pairs per engine (default 2)")
     parse.add_argument("--engines", default="CYCLES,BLENDER_WORKBENCH", help="comma-separated engines")
-    parse.add_argument("--quick", action="store_true", help="smoke test: 32 images, one pair, Workbench only")
+    parse.add_argument("--size", type=int, default=64, help="image size in pixels (default 64)")
+    parse.add_argument(
+        "--quick", action="store_true", help="smoke test: 16 images at 32 px, 8 targets, one pair, Workbench only"
+    )
     parse.add_argument("--cprofile", action="store_true", help="print the main thread's top functions (full run)")
     parse.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parse.parse_args(argv)
     if args.quick:
-        args.images, args.repeats, args.engines = 32, 1, "BLENDER_WORKBENCH"
+        args.images, args.repeats, args.engines, args.size = 16, 1, "BLENDER_WORKBENCH", 32
     engines = [(e, s) for e, s in ENGINES if e in args.engines.split(",")]
 
     import torch
 
     print(f"machine: {common.machine()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="scenefit-loop-efficiency-") as folder:
-        bench = Bench(Path(folder))
+        bench = Bench(Path(folder), args.size, 8 if args.quick else common.N_TARGETS)
         print(
-            f"scene: {bench.preset.name}; 64×64; {args.images} images per loop; torch threads in the training "
-            f"thread: {common.module(bench.ext, 'addon.engine.training').default_torch_threads()} of "
+            f"scene: {bench.preset.name}; {args.size}×{args.size}; {args.images} images per loop; torch threads "
+            f"in the training thread: {common.module(bench.ext, 'addon.engine.training').default_torch_threads()} of "
             f"{torch.get_num_threads()}",
             flush=True,
         )

@@ -64,15 +64,18 @@ def synthetic_runner(size: int, budget: int) -> Callable[[str, int], dict[str, A
     return run
 
 
-def blender_runner(budget: int, workdir: Path) -> Callable[[str, int], dict[str, Any]]:
+def blender_runner(budget: int, workdir: Path, quick: bool) -> Callable[[str, int], dict[str, Any]]:
     ext = common.blender()
     session_module = common.module(ext, "addon.blender.session")
     scene, preset = common.build_supershape_scene(ext)
     base = session_module.RunConfig.from_scene(scene)
-    targets = common.render_targets(ext, scene, preset, workdir / "targets", base)
+    count = 8 if quick else common.N_TARGETS
+    if quick:
+        base = base.replace(resolution=[32, 32])
+    targets = common.render_targets(ext, scene, preset, workdir / "targets", base, count)
     print(
         f"scene: {preset.name}; {base.engine} {base.samples} samples {base.resolution[0]}×{base.resolution[1]}; "
-        f"{common.N_TARGETS} targets in {targets}",
+        f"{count} targets in {targets}",
         flush=True,
     )
 
@@ -109,11 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     parse.add_argument("--budget", type=int, default=6400, help="renders per run (default 6400 = 100 × 64)")
     parse.add_argument("--size", type=int, default=64, help="synthetic image size (Blender: the preset's, 64)")
     parse.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated: blendtorch,default")
-    parse.add_argument("--quick", action="store_true", help="smoke test: 1 seed, 256 renders, 32 px")
+    parse.add_argument(
+        "--quick", action="store_true", help="smoke test: 1 seed, 64 renders, 32 px (Blender: 8 targets)"
+    )
     parse.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parse.parse_args(argv)
     if args.quick:
-        args.seeds, args.budget, args.size = 1, 256, 32
+        args.seeds, args.budget, args.size = 1, 64, 32
     configs = [c for c in args.configs.split(",") if c]
     unknown = sorted(set(configs) - set(CONFIGS))
     if unknown:
@@ -130,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.renderer == "synthetic":
             run = synthetic_runner(args.size, args.budget)
         else:
-            run = blender_runner(args.budget, Path(folder))
+            run = blender_runner(args.budget, Path(folder), args.quick)
         results: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}
         for seed in range(args.seeds):
             for name in configs:  # interleaved, so that a burst of load on the machine hits both
