@@ -47,7 +47,7 @@ def test_supershape_density_is_blendtorchs_seed():
         "m2": {"kind": "lognormal", "mu": 3.0, "sigma": 0.4},
     }
     assert preset.truth() == {label: {"kind": "lognormal", "mu": 2.25, "sigma": 0.1} for label in ("m1", "m2")}
-    assert preset.run["objective"] == "adversarial" and preset.run["batch_size"] == 64
+    assert preset.run["objective"] == "adversarial" and preset.targets == {"count": 64, "seed": 1}
 
 
 def test_guided_dr_targets_two_point_five():

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up the environment, then run the main job headless.
+# The main job: set up .venv, then the supershape demo headless (build the scene from the supershape_density preset,
+# render 64 targets from its ground truth, fit m1/m2, write the report). Arguments go to tools/demo.py (--help).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/setup.sh
-.venv/bin/python tools/build.py
+exec .venv/bin/python tools/demo.py "$@"
