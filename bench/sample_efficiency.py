@@ -109,8 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     parse = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parse.add_argument("--renderer", choices=("synthetic", "blender"), default="synthetic")
     parse.add_argument("--seeds", type=int, default=5, help="seeds 0…N−1 per configuration (default 5)")
-    parse.add_argument("--budget", type=int, default=6400, help="renders per run (default 6400 = 100 × 64)")
-    parse.add_argument("--size", type=int, default=64, help="synthetic image size (Blender: the preset's, 64)")
+    parse.add_argument(
+        "--budget", type=int, default=4544, help="renders per run (default 4544 = 71 × 64, blendtorch's own run)"
+    )
+    parse.add_argument("--size", type=int, default=32, help="synthetic image size (default 32; Blender: the preset's)")
     parse.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated: blendtorch,default")
     parse.add_argument(
         "--quick", action="store_true", help="smoke test: 1 seed, 64 renders, 32 px (Blender: 8 targets)"
