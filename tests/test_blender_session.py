@@ -431,3 +431,13 @@ def test_enum_bool_and_int_properties_in_a_run(blender, scene, targets_dir, tmp_
     stored = bpy.data.lights["Sun"]["scenefit"]["light"].to_dict()
     assert set(stored["probs"]) == {"SUN", "POINT"} and sum(stored["probs"].values()) == pytest.approx(1.0)
     assert set(cube["scenefit"].keys()) == {"hidden", "bevel"}
+
+
+def test_a_fresh_scene_runs_scenefits_default_optimizer(scenefit, blender):
+    import bpy
+
+    config = blender.session.RunConfig.from_scene(bpy.context.scene)
+    default = blender.optimizer.OptimizerConfig.default()
+    assert config.batch_size == default.batch_size
+    assert config.optimizer["objective"] == default.objective
+    assert config.optimizer["estimator"]["baseline"] == default.estimator.baseline

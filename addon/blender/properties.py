@@ -215,9 +215,14 @@ class SCENEFIT_Settings(bpy.types.PropertyGroup):
         name="Baseline",
         description="Variance reduction of the score-function gradient (no gradient flows through Blender)",
         items=ESTIMATOR_ITEMS,
+        default="loo",  # OptimizerConfig.default()'s baseline (a test keeps the two in step)
     )
     batch_size: bpy.props.IntProperty(
-        name="Batch size", description="Renders per optimization step", default=32, min=2, max=1024
+        name="Batch size",
+        description="Renders per optimization step",
+        default=16,  # OptimizerConfig.default()'s batch size (a test keeps the two in step)
+        min=2,
+        max=1024,
     )
     steps: bpy.props.IntProperty(
         name="Steps", description="Optimization steps (each renders one batch)", default=100, min=1
