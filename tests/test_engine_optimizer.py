@@ -117,7 +117,7 @@ def test_tell_steps_parameters_and_records_history():
     before = optimizer.space.values()
     stats = optimizer.tell(*render(optimizer.ask()))
     assert stats.step == 1 and stats.renders == 8 and stats.param_step
-    assert stats.values != before and stats.values == optimizer.space.values()
+    assert stats.values != before and stats.values == optimizer.values()  # the running average (param_average)
     assert optimizer.pending_ids == []
     assert optimizer.history[-1]["step"] == 1 and optimizer.history[-1]["renders"] == 8
     json.dumps(optimizer.history)  # history is JSON-safe

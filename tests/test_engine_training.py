@@ -69,13 +69,13 @@ def test_batches_are_told_and_snapshot_follows(trainer):
     optimizer = make_optimizer()
     thread = trainer(optimizer)
     first = thread.snapshot()
-    assert first["step"] == 0 and first["renders"] == 0 and first["values"] == optimizer.space.values()
+    assert first["step"] == 0 and first["renders"] == 0 and first["values"] == optimizer.values()
     for _ in range(3):
         thread.submit(*render(optimizer.ask()))
     assert thread.wait_idle(timeout=30)
     stats = thread.snapshot()
     assert stats["step"] == 3 and stats["renders"] == 24 and stats["param_step"]
-    assert stats["values"] == optimizer.space.values() != first["values"]
+    assert stats["values"] == optimizer.values() != first["values"]
     assert stats["d_real"] is not None and stats["d_sim"] is not None and stats["d_loss"] is not None
     assert stats["images_per_s"] > 0
     stats["values"]["m1"]["mu"] = 123.0  # a copy: changing it changes nothing inside

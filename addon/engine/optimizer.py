@@ -34,7 +34,8 @@ CHECKPOINT_FORMAT = "scenefit-optimizer"
 CHECKPOINT_VERSION = 1
 _STATE_KEYS = (
     *("format", "version", "config", "space_structure", "image_shape", "history"),
-    *("space", "objective", "estimator", "param_optimizer", "param_started", "param_steps", "step", "renders"),
+    *("space", "average", "objective", "estimator", "param_optimizer", "param_started", "param_steps"),
+    *("step", "renders"),
     *("sample_rng", "next_id", "pending_ids", "pending_samples"),
 )
 # Renders may overshoot [0, 1] by rounding (e.g. 1.0000001 after colour management); more than this is a bug.
@@ -56,6 +57,15 @@ class OptimizerConfig:
     param_lr_half_life: when set, the parameter learning rate decays as param_lr / (1 + t / param_lr_half_life)
     after t parameter steps: steps shrink from fast travel to fine settling (score-function noise otherwise keeps
     the parameters jittering at the size of a constant step).
+    param_average: when set, the learned distribution — what ``values()``, ``StepStats.values`` and the history
+    report, and the Blender layer writes back — is an exponential moving average of the (unconstrained)
+    parameters with decay d = param_average, bias-corrected like Adam's moments so that it does not lean toward
+    the starting point: after parameter step k, avg ← avg + (θ − avg)·(1 − d)/(1 − dᵏ) (Polyak averaging, as for
+    GAN generators: Yazıcı et al. 2019, "The Unusual Effectiveness of Averaging in GAN Training"). Samples keep
+    coming from the current parameters θ; the average removes the slow oscillation the adversarial game leaves
+    in them. Measured on the supershape demo's real renders (64 px Workbench, 5 seeds), d = 0.9 brings the
+    median renders until max|μ − μ*| < 0.1 holds for good from 784 to 464, and the error after 960 renders from
+    0.03–0.10 to 0.01–0.04.
     seed: seeds sampling and the networks' initialisation.
     d_gap_max: when set, each discriminator update happens only while D(real) − D(sim) < d_gap_max (the gap is
     measured on the batch right before the update).
@@ -75,6 +85,7 @@ class OptimizerConfig:
     param_lr: float = 0.1
     param_betas: tuple[float, float] = (0.5, 0.999)
     param_lr_half_life: float | None = None
+    param_average: float | None = None
     seed: int = 0
     d_gap_max: float | None = None
     param_start_gap: float | None = None
@@ -93,6 +104,10 @@ class OptimizerConfig:
         self.param_lr = _number("param_lr", self.param_lr, positive=True)
         if self.param_lr_half_life is not None:
             self.param_lr_half_life = _number("param_lr_half_life", self.param_lr_half_life, positive=True)
+        if self.param_average is not None:
+            self.param_average = _number("param_average", self.param_average)
+            if not 0.0 <= self.param_average < 1.0:
+                raise ConfigError(f"param_average must be in [0, 1), got {self.param_average!r}")
         self.d_betas = _betas("d_betas", self.d_betas)
         self.param_betas = _betas("param_betas", self.param_betas)
         for name in ("d_gap_max", "param_start_gap"):
@@ -131,8 +146,10 @@ class OptimizerConfig:
         well-scaled, low-variance direction from the first batch on (no warm-up gap as in blendtorch). The
         reward is the discriminator's logit log D/(1 − D), an estimate of log p_target/p_render, so the
         expected reward is −KL(render ‖ target): unlike blendtorch's log D it also pulls σ to the target's
-        spread instead of collapsing it. The σ floor of 0.02 (in the learned scale's units; log-space for a
-        LogNormal) keeps exploration alive. ``overrides`` replace fields.
+        spread instead of collapsing it. The learned distribution is the running average of the parameters
+        (``param_average`` 0.9), which the adversarial game otherwise leaves oscillating. The σ floor of 0.02
+        (in the learned scale's units; log-space for a LogNormal) keeps exploration alive. ``overrides`` replace
+        fields.
         """
         config = cls(
             objective="adversarial",
@@ -146,6 +163,7 @@ class OptimizerConfig:
             param_lr=0.1,
             param_betas=(0.5, 0.999),
             param_lr_half_life=20.0,
+            param_average=0.9,
             objective_options={"reward": "logit"},
         )
         return config.replace(**overrides)
@@ -317,6 +335,8 @@ class AskTellOptimizer:
         self._param_optimizer = (
             torch.optim.Adam(params, lr=config.param_lr, betas=config.param_betas) if params else None
         )
+        # The averaged parameters (param_average): a copy of the space that only ever follows the current one.
+        self._average = copy.deepcopy(space) if config.param_average is not None and params else None
         self.step = 0
         self.renders = 0
         self.history: list[dict[str, Any]] = []
@@ -342,6 +362,12 @@ class AskTellOptimizer:
             for offset, row in enumerate(raw):
                 self._pending[first + offset] = row
         return [Sample(first + offset, self.space.decode(row)) for offset, row in enumerate(raw)]
+
+    def values(self) -> dict[str, dict[str, Any]]:
+        """The learned distribution's readable values: the running average with ``param_average``, else the
+        current parameters. Thread-safe."""
+        with self._lock:
+            return (self._average or self.space).values()
 
     @property
     def pending_ids(self) -> list[int]:
@@ -445,7 +471,7 @@ class AskTellOptimizer:
             d_real=before.get("d_real"),
             d_sim=before.get("d_sim"),
             reward_mean=rewards.mean().item(),
-            values=self.space.values(),
+            values=self.values(),
             objective_stats=dict(before),
         )
 
@@ -467,6 +493,12 @@ class AskTellOptimizer:
             self._param_optimizer.step()
             self.space.project_(self.config.estimator.min_scale)
             finite = all(torch.isfinite(p).all() for p in params)
+            if finite and self._average is not None:
+                decay = self.config.param_average
+                weight = (1.0 - decay) / (1.0 - decay ** (self._param_steps + 1))
+                with torch.no_grad():
+                    for average, current in zip(self._average.learnable(), params, strict=True):
+                        average.lerp_(current, weight)
         if not finite:
             raise TrainingError(f"the distribution parameters became non-finite: {self.space.values()}")
         self._param_started = True
@@ -479,6 +511,7 @@ class AskTellOptimizer:
         return copy.deepcopy(
             {
                 "space": self.space.state_dict(),
+                "average": self._average.state_dict() if self._average is not None else None,
                 "objective": self.objective.state_dict(),
                 "estimator": self.estimator.state_dict(),
                 "param_optimizer": self._param_optimizer.state_dict() if self._param_optimizer else None,
@@ -492,6 +525,8 @@ class AskTellOptimizer:
     def _restore_learning_state(self, state: Mapping[str, Any]) -> None:
         with self._lock:
             self.space.load_state_dict(state["space"])
+            if self._average is not None:
+                self._average.load_state_dict(state["average"])
             if self._param_optimizer is not None:
                 self._param_optimizer.zero_grad(set_to_none=True)
                 self._param_optimizer.load_state_dict(state["param_optimizer"])

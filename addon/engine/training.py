@@ -69,7 +69,7 @@ class TrainingThread:
             "d_sim": None,
             "reward_mean": None,
             "param_step": False,
-            "values": optimizer.space.values(),
+            "values": optimizer.values(),
             "images_per_s": 0.0,
         }
 
