@@ -165,6 +165,7 @@ class DatasetGenerator:
         self._saved: list[tuple[rna.BoundProperty, rna.Value]] = []
         self._renderer: RenderOverride | None = None
         self._started_at = 0.0
+        self._seconds = 0.0
 
     @property
     def running(self) -> bool:
@@ -243,7 +244,7 @@ class DatasetGenerator:
         return self.result()
 
     def result(self) -> Dataset:
-        seconds = time.perf_counter() - self._started_at if self._started_at else 0.0
+        seconds = time.perf_counter() - self._started_at if self.running else self._seconds
         return Dataset(self.folder, list(self.rows), seconds, len(self.rows) == self.count)
 
     # ---- internals ------------------------------------------------------------------------------------------
@@ -292,6 +293,7 @@ class DatasetGenerator:
     def _restore(self) -> list[str]:
         if self._renderer is None:
             return []
+        self._seconds = time.perf_counter() - self._started_at
         problems = rna.restore(self._saved)
         problems += self._renderer.restore()
         self._renderer = None
