@@ -136,7 +136,8 @@ def write_gif(frames: Sequence[np.ndarray], path: Path | str, duration_ms: int =
 def write_png(picture: np.ndarray, path: Path | str) -> Path:
     Image, _ = _pil()
     path = Path(path)
-    Image.fromarray(picture).save(path)
+    # Written during runs (snapshots): level 1 is 3× faster than the default 6 for a few % larger files.
+    Image.fromarray(picture).save(path, compress_level=1)
     return path
 
 
