@@ -33,10 +33,15 @@ TARGET_RATIO = 0.25
 CONFIGS = ("blendtorch", "default")
 
 
+DEFAULT_OVERRIDES: dict[str, Any] = {}  # --default-overrides: try other settings as "default"
+
+
 def optimizer_config(name: str, seed: int) -> Any:
     from addon.engine.optimizer import OptimizerConfig
 
-    return getattr(OptimizerConfig, name)(seed=seed)
+    if name == "default":
+        return OptimizerConfig.default(**{**DEFAULT_OVERRIDES, "seed": seed})
+    return OptimizerConfig.blendtorch(seed=seed)
 
 
 def synthetic_runner(size: int, budget: int) -> Callable[[str, int], dict[str, Any]]:
@@ -117,8 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     parse.add_argument(
         "--quick", action="store_true", help="smoke test: 1 seed, 64 renders, 32 px (Blender: 8 targets)"
     )
+    parse.add_argument(
+        "--default-overrides",
+        type=json.loads,
+        default={},
+        help="JSON object of OptimizerConfig fields replacing the default's, e.g. '{\"d_lr\": 1e-4}'",
+    )
     parse.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parse.parse_args(argv)
+    DEFAULT_OVERRIDES.update(args.default_overrides)
     if args.quick:
         args.seeds, args.budget, args.size = 1, 64, 32
     configs = [c for c in args.configs.split(",") if c]
@@ -130,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"protocol: start μ={common.START['m1'][0]}/{common.START['m2'][0]} σ=0.4, truth μ*=2.25/2.25 σ*=0.1, "
         f"{common.N_TARGETS} targets; converged = max|μ−μ*|<{common.TOLERANCE} for the rest of the run; "
-        f"budget {args.budget} renders; renderer {args.renderer}",
+        f"budget {args.budget} renders; renderer {args.renderer}"
+        + (f"; default with {args.default_overrides}" if args.default_overrides else ""),
         flush=True,
     )
     with tempfile.TemporaryDirectory(prefix="scenefit-sample-efficiency-") as folder:
