@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
                 print("  bare " + breakdown(bare_timers, args.images, args.images / bare_rate), flush=True)
-                print("  full " + breakdown(full_timers, info["renders"], info["total_s"]), flush=True)
+                print("  full " + breakdown(full_timers, info["renders"], info["elapsed"]), flush=True)
                 if profile is not None:
                     text = io.StringIO()
                     pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(15)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 
@@ -165,7 +167,7 @@ def test_shuffled_arrival_is_matched_by_id(trainer):
         samples = threaded.ask()
         order = rng.permutation(len(samples))
         thread.submit(*render([samples[i] for i in order]))
-    assert thread.wait_idle(timeout=30)
+        assert thread.wait_idle(timeout=30)  # the next ask must see this batch learned, as the direct one does
     for label, values in direct.space.values().items():
         for key, value in values.items():
             assert threaded.space.values()[label][key] == pytest.approx(value, rel=1e-4, abs=1e-6)
@@ -177,8 +179,31 @@ def test_invalid_arguments():
         TrainingThread(optimizer, max_pending=0)
     with pytest.raises(ValueError, match="torch_threads"):
         TrainingThread(optimizer, torch_threads=0)
+    with pytest.raises(ValueError, match="nice"):
+        TrainingThread(optimizer, nice=-1)
     thread = TrainingThread(optimizer)
     with pytest.raises(TrainingError, match="start"):
         thread.submit(*render(optimizer.ask()))
     with pytest.raises(ValueError, match="ids for"):
         thread.submit([1, 2], [np.zeros((SIZE, SIZE, 3), np.float32)])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux only")
+@pytest.mark.parametrize("nice", [0, 5, 19])
+def test_training_thread_yields_the_cpu_to_rendering(trainer, nice):
+    """Training runs at a lower priority than the calling (rendering) thread, which keeps its own."""
+    optimizer = make_optimizer()
+    caller = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    seen: list[int] = []
+    real_tell = optimizer.tell
+
+    def tell(ids, images):
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return real_tell(ids, images)
+
+    optimizer.tell = tell
+    thread = trainer(optimizer, nice=nice)
+    thread.submit(*render(optimizer.ask()))
+    assert thread.wait_idle(timeout=30)
+    assert seen == [min(19, caller + nice)]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == caller
