@@ -3,7 +3,7 @@
 The scene is the demo's supershape (presets/supershape_density.json) at 64×64. For each engine (Cycles with 8
 samples; Workbench with the demo preset's anti-aliasing, AA off) the two loops alternate, ``--repeats`` times:
 
-* bare: apply a sample to the scene and render it to an array, nothing else;
+* bare: apply a sample to the scene (``rna.assign``, as a run does) and render it to an array, nothing else;
 * full: a SceneFit run through the real path — ``Session.start()``, then ``Session.step()`` until it has rendered
   as many images — default optimizer settings and batch size, the training thread learning while the main
   thread renders. It is the start of a long run (64 times longer, so report snapshots come as rarely as in one),
@@ -127,8 +127,9 @@ class Bench:
                 started, cpu = time.perf_counter(), time.process_time()
                 for _ in range(images):
                     applied = time.perf_counter()
-                    for prop, (mu, sigma) in zip(bound, start, strict=True):
-                        prop.set(float(rng.lognormal(mu, sigma)))
+                    self.rna.assign(
+                        (prop, float(rng.lognormal(mu, sigma))) for prop, (mu, sigma) in zip(bound, start, strict=True)
+                    )
                     timers.seconds["apply"] += time.perf_counter() - applied
                     render()
                 elapsed = time.perf_counter() - started

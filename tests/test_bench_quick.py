@@ -37,6 +37,17 @@ def test_the_band_is_strict_and_uses_the_worst_parameter():
     assert common.renders_to_converge([entry(16, 2.34, 2.16)], budget=100) == 16
 
 
+def test_preset_check_counts_renders_until_the_error_stays_under_the_tolerance():
+    import preset_check
+
+    errors = [(32, 9.0), (64, 4.0), (96, 6.0), (128, 3.0), (160, 2.0)]
+    assert preset_check.renders_to_stay(errors, 5.0, budget=200) == 128
+    assert preset_check.renders_to_stay(errors[:3], 5.0, budget=200) == 200
+    truth = {"shape": {"probs": [0.1, 0.8, 0.1]}}
+    assert preset_check.choice_error({"shape": {"probs": [0.2, 0.6, 0.2]}}, truth) == pytest.approx(0.2)
+    assert preset_check.yaw_error({"yaw": {"mu": 1.0}}, {"yaw": {"mu": 1.0 + 0.1}}) == pytest.approx(5.7296, abs=1e-4)
+
+
 def run(tmp_path: Path, script: str, *args: str) -> str:
     env = {
         **os.environ,
@@ -68,6 +79,7 @@ def test_sample_efficiency_quick_synthetic(tmp_path):
         ("sample_efficiency.py", ("--renderer", "blender"), "ratio default / blendtorch"),
         ("loop_efficiency.py", (), "median ratio"),
         ("wall_clock.py", (), "end to end"),
+        ("preset_check.py", (), "median renders to stay"),
     ],
 )
 def test_blender_benchmarks_quick(tmp_path, script, args, expected):

@@ -82,6 +82,45 @@ def test_setting_a_parameter_through_rna_rebuilds_the_mesh(scenefit, shape, name
     np.testing.assert_allclose(after, expected_vertices(params, (40, 30)), atol=1e-6)
 
 
+def test_a_sample_setting_several_parameters_rebuilds_once(scenefit, shape, monkeypatch):
+    """rna.assign (how a run applies a sample) sets m1 and m2, then rebuilds once: the mesh matches both."""
+    module = scenefit.addon.blender.supershape
+    rna = scenefit.addon.blender.rna
+    m1 = rna.resolve("m1", "OBJECT", shape.name, "supershape.m1")
+    m2 = rna.resolve("m2", "OBJECT", shape.name, "supershape.m2")
+    rebuilt: list[str] = []
+    real_rebuild = module.rebuild
+
+    def counting_rebuild(obj, parameters=None):
+        rebuilt.append(obj.name)
+        real_rebuild(obj, parameters)
+
+    monkeypatch.setattr(module, "rebuild", counting_rebuild)
+    rna.assign([(m1, 5.0), (m2, 7.0)])
+    assert rebuilt == [shape.name]
+    params = current_params(shape, module.PARAMETER_NAMES)
+    assert (shape.supershape.m1, shape.supershape.m2) == (5.0, 7.0)
+    np.testing.assert_allclose(vertices(shape), expected_vertices(params, (40, 30)), atol=1e-6)
+    m1.set(3.0)  # outside a sample, each change rebuilds at once
+    assert rebuilt == [shape.name, shape.name] and not module.is_stale(shape)
+
+
+def test_a_failing_sample_still_leaves_the_mesh_matching_its_parameters(scenefit, shape):
+    module = scenefit.addon.blender.supershape
+    rna = scenefit.addon.blender.rna
+    m1 = rna.resolve("m1", "OBJECT", shape.name, "supershape.m1")
+
+    class Broken:
+        label = "broken"
+
+        def set(self, _value):
+            raise ValueError("cannot set")
+
+    with pytest.raises(ValueError, match="cannot set"):
+        rna.assign([(m1, 6.0), (Broken(), 1.0)])
+    assert shape.supershape.m1 == 6.0 and not module.is_stale(shape)
+
+
 @pytest.mark.parametrize("m1", [2, 4, 6])
 def test_m1_sets_the_number_of_lobes_around_the_axis(shape, m1):
     # Seen from above, one latitude ring's radius has m1 lobes; with n1=n2=n3=3 its max/min ratio is 2^(1/6).

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The benchmarks of bench/README.md, in one go: loop efficiency (Cycles and Workbench), sample efficiency on real
-# Blender renders (blendtorch's configuration vs SceneFit's default, 5 seeds each) and the demo's wall clock.
+# Blender renders (blendtorch's configuration vs SceneFit's default, 5 seeds each), the demo's wall clock and the
+# yaw/categorical presets with the tuned default vs the default before tuning.
 # The full run takes about an hour on 2 cores. --quick runs only the smoke tests (a minute, figures meaningless):
 # that is all CI may run. Extra arguments after --quick are not accepted; run a script directly for its options.
 set -euo pipefail
@@ -17,3 +18,4 @@ bash tools/setup.sh
 .venv/bin/python bench/loop_efficiency.py "${quick[@]}"
 .venv/bin/python bench/sample_efficiency.py --renderer blender "${quick[@]}"
 .venv/bin/python bench/wall_clock.py "${quick[@]}"
+.venv/bin/python bench/preset_check.py "${quick[@]}"

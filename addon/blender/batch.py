@@ -260,8 +260,7 @@ def render_truth_targets(
     try:
         with renderer:
             for i in range(targets["count"]):
-                for label, values in draws.items():
-                    bound[label].set(values[i])
+                rna.assign((bound[label], values[i]) for label, values in draws.items())
                 if clip is None:
                     save_image(renderer.render(), folder / f"target_{i:04d}.png")
                 else:

@@ -206,8 +206,7 @@ class DatasetGenerator:
         try:
             index = len(self.rows)
             values = self._draws[index]
-            for label, value in values.items():
-                self._bound[label].set(value)
+            rna.assign((self._bound[label], value) for label, value in values.items())
             if self.clip is None:
                 image = f"{IMAGES}/{index:05d}.png"
                 save_image(self._renderer.render(), self.folder / image)

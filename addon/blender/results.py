@@ -60,8 +60,7 @@ def apply_means(scene: bpy.types.Scene) -> list[str]:
             continue
         bound = rna.resolve(spec_label(spec), spec.id_type, spec.id_name, spec.data_path)
         planned.append((bound, bound.coerce(mean_value(bound, entry))))
-    for bound, value in planned:
-        bound.set(value)
+    rna.assign(planned)
     return [bound.label for bound, _ in planned]
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import bpy
 
 from ..engine.errors import SpecError
+from . import supershape
 
 Value = float | int | bool | str
 
@@ -143,6 +144,14 @@ def find_id(label: str, id_type: str, id_name: str) -> bpy.types.ID:
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise SpecError(f"{label!r}: {noun} {id_name!r} not found (deleted or renamed?).{hint}")
     return owner
+
+
+def assign(values: Iterable[tuple[BoundProperty, Value]]) -> None:
+    """Set several properties as one change (a sample): geometry that follows them is rebuilt once at the end,
+    not once per property."""
+    with supershape.rebuilds_deferred():
+        for bound, value in values:
+            bound.set(value)
 
 
 def snapshot(bound: Sequence[BoundProperty]) -> list[tuple[BoundProperty, Value]]:

@@ -489,11 +489,15 @@ class Session:
                 return False
 
     def _apply(self, values: Mapping[str, Any]) -> None:
+        assignments = []
         for label, value in values.items():
             parameter = self.parameters[label]
             if isinstance(value, float) and not math.isfinite(value):
                 raise TrainingError(f"the engine sampled the non-finite value {value} for {label!r}; run stopped")
-            parameter.bound.set(parameter.choices[int(value)] if parameter.choices is not None else value)
+            assignments.append(
+                (parameter.bound, parameter.choices[int(value)] if parameter.choices is not None else value)
+            )
+        rna.assign(assignments)
 
     def _publish(self, final: bool = False) -> None:
         """Report new history entries, write back after parameter steps, update the progress shown in the UI."""

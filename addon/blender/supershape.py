@@ -15,7 +15,8 @@ that changes data. A linked duplicate (Alt+D) shares one mesh: the supershape th
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import bpy
 import numpy as np
@@ -177,9 +178,36 @@ def rebuild(obj: bpy.types.Object, parameters: np.ndarray | None = None) -> None
     props.built_resolution = (u, v)
 
 
+# Supershapes whose parameters changed inside rebuilds_deferred(), by pointer; None outside it.
+_pending: dict[int, bpy.types.Object] | None = None
+
+
+@contextmanager
+def rebuilds_deferred() -> Iterator[None]:
+    """Within it, a parameter change marks its supershape instead of rebuilding it; each marked one is rebuilt once
+    on leaving, so a sample that sets m1 and m2 costs one rebuild, not two (3.3 ms each at 100×100)."""
+    global _pending
+    if _pending is not None:  # nested: the outermost one rebuilds
+        yield
+        return
+    _pending = {}
+    try:
+        yield
+    finally:
+        pending, _pending = _pending, None
+        for obj in pending.values():
+            if obj.supershape.is_supershape:
+                rebuild(obj)
+
+
 def _on_change(props: SCENEFIT_SupershapeProperties, _context) -> None:
-    if props.is_supershape:
-        rebuild(props.id_data)
+    if not props.is_supershape:
+        return
+    obj = props.id_data
+    if _pending is not None:
+        _pending[obj.as_pointer()] = obj
+    else:
+        rebuild(obj)
 
 
 def _formula_property(parameter: str, formula: int):
