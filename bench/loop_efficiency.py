@@ -7,12 +7,13 @@ samples; Workbench with the demo preset's anti-aliasing, AA off) the two loops a
 * full: a SceneFit run through the real path — ``Session.start()``, then ``Session.step()`` until it has rendered
   as many images — default optimizer settings and batch size, the training thread learning while the main
   thread renders. It is the start of a long run (64 times longer, so report snapshots come as rarely as in one),
-  stopped after those images; its rate runs to the last image handed to training, and the end (results, plots)
-  is printed separately.
+  stopped after those images; its rate runs to the step that rendered the last of them, and the end (results,
+  plots) is printed separately.
 
 It prints both rates and their ratio (target ≥ 0.95: training hidden behind rendering) and where the full run's
-main thread spent its time: applying samples, rendering, reading the image back, waiting for room in the training
-queue, and the rest (asking, progress, write-back), plus the training thread's time per batch.
+main thread spent its time: applying samples, rendering, reading the image back, waiting for the training
+thread before drawing the next batch (the pipeline's lag of one batch), and the rest (asking, progress, write-back),
+plus the training thread's time per batch.
 
     .venv/bin/python bench/loop_efficiency.py              # 4 × 256 images per loop and engine
     .venv/bin/python bench/loop_efficiency.py --quick      # smoke test
@@ -140,25 +141,19 @@ class Bench:
         return images / elapsed, timers
 
     def full(self, config: Any, images: int, profile: cProfile.Profile | None) -> tuple[float, Timers, dict[str, Any]]:
-        """Rate while optimising: from the first step to the last image handed to training, in a long run stopped
-        there (its end — dropping queued batches, results, plots — is timed separately)."""
+        """Rate while optimising: from the first step to the step that rendered the last measured image, in a long
+        run stopped there (its end — dropping the batches not yet learned, results, plots — is timed separately)."""
         timers = Timers()
         session = self.session.Session(self.scene, config, tick_seconds=0.05)
         session.start()
         optimizer = session.optimizer
         thread = session._thread
-        last_submit = [0.0, 0.0]
-        submit = timers.wrap("queue wait (submit)", thread.submit)
-
-        def submitted(*args: Any, **kwargs: Any) -> None:
-            submit(*args, **kwargs)
-            last_submit[:] = time.perf_counter(), time.process_time()
-
         with (
             patched(self.render, "read_tga", timers.wrap("read back", self.render.read_tga)),
             patched(session._renderer, "render", timers.wrap("render", session._renderer.render)),
             patched(session, "_apply", timers.wrap("apply", session._apply)),
-            patched(thread, "submit", submitted),
+            patched(thread, "wait_idle", timers.wrap("waiting for training", thread.wait_idle)),
+            patched(thread, "submit", timers.wrap("submit", thread.submit)),
             patched(optimizer, "ask", timers.wrap("ask", optimizer.ask)),
             patched(session, "_publish", timers.wrap("progress + write-back", session._publish)),
             patched(session.report, "batch", timers.wrap("report snapshots", session.report.batch)),
@@ -171,27 +166,37 @@ class Bench:
                 profile.enable()
             while session.renders < images:
                 session.step()
+            measured, measured_cpu = time.perf_counter(), time.process_time()
             session.stop()
             if profile is not None:
                 profile.disable()
             ended = time.perf_counter()
         timers.seconds["render"] -= timers.seconds["read back"]
-        elapsed = last_submit[0] - started
-        timers.process_cpu = last_submit[1] - cpu
+        elapsed = measured - started
+        timers.process_cpu = measured_cpu - cpu
         history = optimizer.history
         info = {
             "renders": session.renders,
             "steps": len(history),
             "status": session.status,
             "elapsed": elapsed,
-            "finish_s": ended - last_submit[0],
+            "finish_s": ended - measured,
             "total_s": ended - started,
         }
         return session.renders / elapsed, timers, info
 
 
 def breakdown(timers: Timers, images: int, elapsed: float) -> str:
-    main = ("apply", "render", "read back", "queue wait (submit)", "ask", "progress + write-back", "report snapshots")
+    main = (
+        "apply",
+        "render",
+        "read back",
+        "waiting for training",
+        "submit",
+        "ask",
+        "progress + write-back",
+        "report snapshots",
+    )
     parts = [f"{name} {timers.seconds[name] / images * 1e3:.1f}" for name in main if name in timers.seconds]
     rest = elapsed - sum(timers.seconds[name] for name in main if name in timers.seconds)
     parts.append(f"other {rest / images * 1e3:.1f}")

@@ -119,6 +119,34 @@ def test_run_learns_yaw_restores_scene_and_writes_results(blender, scene, target
     assert spec_learned["mu"] == learned["mu"]
 
 
+def test_a_seed_gives_one_run_whatever_the_timing(blender, scene, targets_dir, tmp_path, monkeypatch):
+    """Batches are pipelined with a lag of exactly one batch, so a slow training thread or short ticks change
+    nothing: the same seed learns the same values step for step (and a different seed does not)."""
+    import time
+
+    def learned(name, seed, tick_seconds, tell_delay):
+        session = blender.session.Session(
+            scene, yaw_config(blender, targets_dir, tmp_path / name, steps=6, seed=seed), tick_seconds=tick_seconds
+        )
+        session.start()
+        real_tell = session.optimizer.tell
+
+        def tell(ids, images):
+            time.sleep(tell_delay)
+            return real_tell(ids, images)
+
+        session.optimizer.tell = tell
+        while session.step():
+            pass
+        assert session.status == "finished"
+        return [entry["values"]["yaw"] for entry in session.optimizer.history]
+
+    fast = learned("fast", 3, tick_seconds=0.5, tell_delay=0.0)
+    slow = learned("slow", 3, tick_seconds=0.001, tell_delay=0.3)
+    assert len(fast) == 6 and fast == slow
+    assert learned("other", 4, tick_seconds=0.5, tell_delay=0.0) != fast
+
+
 def _spec(scene, label, id_name, path, id_type="OBJECT"):
     spec = scene.scenefit.specs.add()
     spec.label, spec.id_type, spec.id_name, spec.data_path = label, id_type, id_name, path

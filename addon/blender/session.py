@@ -290,7 +290,8 @@ class Session:
         self._suspended: tuple[list[tuple[rna.BoundProperty, rna.Value]], list[tuple[Any, str, Any]]] | None = None
         self._batch: list[Any] = []
         self._images: list[Any] = []
-        self._batches_submitted = 0
+        self._rendered: tuple[list[int], list[Any]] | None = None  # a rendered batch waiting to go to training
+        self._batches_asked = 0
         self._reported = 0
         self._result_written_at = 0.0
         self._started_at = 0.0
@@ -464,25 +465,37 @@ class Session:
     # ---- running --------------------------------------------------------------------------------------------
 
     def _advance(self) -> bool:
-        """Render until the tick's time is used up; True once every batch of the run has been learned."""
+        """Render until the tick's time is used up; True once every batch of the run has been learned.
+
+        Batches are pipelined with a lag of exactly one: batch n+1 is drawn once batch n−1 has been learned and
+        before batch n goes to training, so it renders while batch n trains and always comes from the parameters
+        after batch n−1. Which batches the parameters have seen never depends on timing: a seed gives one run.
+        """
         deadline = time.perf_counter() + self.tick_seconds
         while True:
             self._thread.raise_if_failed()
             if not self._batch:
-                if self._batches_submitted >= self.config.steps:
+                if not self._thread.wait_idle(timeout=max(0.0, deadline - time.perf_counter())):
+                    self._publish()
+                    return False
+                if self._batches_asked < self.config.steps:
+                    self._batch = self.optimizer.ask(self.config.batch_size)
+                    self._batches_asked += 1
+                    self._images = []
+                if self._rendered is not None:
+                    self._thread.submit(*self._rendered)
+                    self._rendered = None
+                if not self._batch:
                     idle = self._thread.wait_idle(timeout=self.tick_seconds)
                     self._publish()
                     return idle
-                self._batch = self.optimizer.ask(self.config.batch_size)
-                self._images = []
             sample = self._batch[len(self._images)]
             self._apply(sample.values)
             self._images.append(self._renderer.render())
             self.renders += 1
             if len(self._images) == len(self._batch):
-                self._thread.submit([s.id for s in self._batch], self._images)
-                self._batches_submitted += 1
-                self.report.batch(self._batches_submitted, self._images, self.renders)
+                self._rendered = ([s.id for s in self._batch], self._images)
+                self.report.batch(self._batches_asked, self._images, self.renders)
                 self._batch, self._images = [], []
             if time.perf_counter() >= deadline:
                 self._publish()
