@@ -54,9 +54,10 @@ class OptimizerConfig:
     batch_size: samples per ``ask()`` (a tell needs at least 2 images).
     d_steps: discriminator/critic updates per tell (0 trains nothing, as MMD needs). d_lr, d_betas: their Adam.
     param_lr, param_betas: Adam of the distribution parameters.
-    param_lr_half_life: when set, the parameter learning rate decays as param_lr / (1 + t / param_lr_half_life)
-    after t parameter steps: steps shrink from fast travel to fine settling (score-function noise otherwise keeps
-    the parameters jittering at the size of a constant step).
+    param_lr_half_life: when set, the parameter learning rate halves every ``param_lr_half_life`` parameter steps
+    (param_lr · 2^(−t / half-life)): steps shrink from fast travel to fine settling and then stop, so a long run
+    stays where it converged (a 1/t decay keeps moving without bound, and a discriminator that has learned the
+    targets by heart then drags the parameters away).
     param_average: when set, the learned distribution — what ``values()``, ``StepStats.values`` and the history
     report, and the Blender layer writes back — is an exponential moving average of the (unconstrained)
     parameters with decay d = param_average, bias-corrected like Adam's moments so that it does not lean toward
@@ -484,7 +485,7 @@ class AskTellOptimizer:
         loss.backward()
         lr = self.config.param_lr
         if self.config.param_lr_half_life is not None:
-            lr /= 1.0 + self._param_steps / self.config.param_lr_half_life
+            lr *= 0.5 ** (self._param_steps / self.config.param_lr_half_life)
         for group in self._param_optimizer.param_groups:
             group["lr"] = lr
         if not all(p.grad is None or torch.isfinite(p.grad).all() for p in params):
