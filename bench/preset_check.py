@@ -46,7 +46,7 @@ def choice_error(values: Mapping[str, Mapping[str, Any]], truth: Mapping[str, Ma
 
 # preset stem → (error of a history entry's values, tolerance, unit)
 PRESETS: dict[str, tuple[Callable[..., float], float, str]] = {
-    "object_yaw": (yaw_error, 5.0, "° |μ−μ*|"),
+    "object_yaw": (yaw_error, 5.0, "°"),
     "discrete_choice": (choice_error, 0.1, " TV"),
 }
 
