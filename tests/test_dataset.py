@@ -61,7 +61,7 @@ def test_images_and_label_rows_hold_the_sampled_values(sf, tmp_path):
     shape = bpy.data.objects["Supershape"].supershape
     before = (shape.m1, shape.m2, scene.render.resolution_x, scene.render.engine)
 
-    dataset = sf.dataset.generate_dataset(
+    dataset = sf.dataset.DatasetGenerator(
         scene,
         specs,
         tmp_path / "set",
@@ -70,7 +70,7 @@ def test_images_and_label_rows_hold_the_sampled_values(sf, tmp_path):
         settings=settings(sf),
         distributions=preset.truth(),
         source="truth",
-    )
+    ).run()
 
     assert dataset.complete and len(dataset.rows) == COUNT
     assert sorted(p.name for p in (tmp_path / "set" / "images").iterdir()) == [f"{i:05d}.png" for i in range(COUNT)]
@@ -95,7 +95,7 @@ def test_images_and_label_rows_hold_the_sampled_values(sf, tmp_path):
 def test_a_label_row_re_applied_renders_its_image(sf, tmp_path):
     _, scene, specs = apply(sf, "supershape_density")
     folder = tmp_path / "set"
-    sf.dataset.generate_dataset(scene, specs, folder, COUNT, seed=5, settings=settings(sf))
+    sf.dataset.DatasetGenerator(scene, specs, folder, COUNT, seed=5, settings=settings(sf)).run()
     rows = read_csv(folder)
     images, _ = sf.targets.load_targets(str(folder / "images"), (SIZE, SIZE), 3)
     assert images.shape == (COUNT, SIZE, SIZE, 3)
@@ -113,7 +113,7 @@ def test_a_label_row_re_applied_renders_its_image(sf, tmp_path):
 def test_the_same_seed_gives_the_same_data_set(sf, tmp_path):
     _, scene, specs = apply(sf, "object_yaw")
     for name, seed in (("a", 1), ("b", 1), ("c", 2)):
-        sf.dataset.generate_dataset(scene, specs, tmp_path / name, 3, seed=seed, settings=settings(sf))
+        sf.dataset.DatasetGenerator(scene, specs, tmp_path / name, 3, seed=seed, settings=settings(sf)).run()
     assert read_csv(tmp_path / "a") == read_csv(tmp_path / "b") != read_csv(tmp_path / "c")
 
 
@@ -121,9 +121,9 @@ def test_a_categorical_writes_scene_values(sf, tmp_path):
     import bpy
 
     preset, scene, specs = apply(sf, "discrete_choice")
-    dataset = sf.dataset.generate_dataset(
+    dataset = sf.dataset.DatasetGenerator(
         scene, specs, tmp_path / "set", 12, seed=0, settings=settings(sf), distributions=preset.truth()
-    )
+    ).run()
     shapes = [row["values"]["shape"] for row in dataset.rows]
     assert set(shapes) <= {0, 1, 2} and all(isinstance(s, int) for s in shapes)
     assert shapes.count(1) >= 6, f"truth picks the sphere 80% of the time: {shapes}"
@@ -142,9 +142,9 @@ def test_learned_distributions_come_from_the_written_back_properties(sf, tmp_pat
     }
     learned = sf.dataset.learned_distributions(specs)
     assert learned == {"shape": {"kind": "categorical", "choices": [0, 1, 2], "probs": [0.0, 0.0, 1.0]}}
-    dataset = sf.dataset.generate_dataset(
+    dataset = sf.dataset.DatasetGenerator(
         scene, specs, tmp_path / "set", 4, settings=settings(sf), distributions=learned
-    )
+    ).run()
     assert [row["values"]["shape"] for row in dataset.rows] == [2, 2, 2, 2]
 
 
@@ -171,25 +171,25 @@ def test_bad_input_fails_before_anything_is_written(sf, tmp_path):
     preset, scene, specs = apply(sf, "supershape_density")
     folder = tmp_path / "set"
     with pytest.raises(sf.errors.ConfigError, match="not among the scene's random properties"):
-        sf.dataset.generate_dataset(
+        sf.dataset.DatasetGenerator(
             scene, specs, folder, 2, distributions={"m3": {"kind": "normal", "mu": 0, "sigma": 1}}
-        )
+        ).run()
     with pytest.raises(sf.errors.ConfigError, match="positive number of images"):
-        sf.dataset.generate_dataset(scene, specs, folder, 0)
+        sf.dataset.DatasetGenerator(scene, specs, folder, 0).run()
     bad = [specs[0], sf.session.SpecConfig("m2", "OBJECT", "Supershape", "supershape.m9", specs[1].distribution)]
     with pytest.raises(sf.errors.SpecError, match="m9"):
-        sf.dataset.generate_dataset(scene, bad, folder, 2)
+        sf.dataset.DatasetGenerator(scene, bad, folder, 2).run()
     scene.camera = None
     with pytest.raises(sf.errors.RenderError, match="camera"):
-        sf.dataset.generate_dataset(scene, specs, folder, 2)
+        sf.dataset.DatasetGenerator(scene, specs, folder, 2).run()
     assert not folder.exists()
     scene.camera = bpy.data.objects["SceneFit Camera"]
 
-    sf.dataset.generate_dataset(scene, specs, folder, 2, settings=settings(sf))
+    sf.dataset.DatasetGenerator(scene, specs, folder, 2, settings=settings(sf)).run()
     with pytest.raises(sf.errors.ConfigError, match="already holds a data set"):
-        sf.dataset.generate_dataset(scene, specs, folder, 3, settings=settings(sf))
+        sf.dataset.DatasetGenerator(scene, specs, folder, 3, settings=settings(sf)).run()
     assert len(read_csv(folder)) == 2
-    sf.dataset.generate_dataset(scene, specs, folder, 3, settings=settings(sf), overwrite=True)
+    sf.dataset.DatasetGenerator(scene, specs, folder, 3, settings=settings(sf), overwrite=True).run()
     assert len(read_csv(folder)) == 3 and len(list((folder / "images").iterdir())) == 3
 
 

@@ -39,7 +39,7 @@ def truth_clips(scenefit, scene, preset, folder: Path, count: int, seed: int) ->
     config = module(scenefit, "session").RunConfig.from_scene(scene)
     settings = render.RenderSettings(config.resolution, config.engine, config.samples, config.channels)
     clip = module(scenefit, "clips").ClipSettings.from_dict(config.clips)
-    made = dataset.generate_dataset(
+    made = dataset.DatasetGenerator(
         scene,
         config.specs,
         folder.parent / f"{folder.name}-dataset",
@@ -49,7 +49,7 @@ def truth_clips(scenefit, scene, preset, folder: Path, count: int, seed: int) ->
         preset.truth(),
         "truth",
         clip=clip,
-    )
+    ).run()
     (folder.parent / f"{folder.name}-dataset" / dataset.IMAGES).rename(folder)
     return [row["values"]["restitution"] for row in made.rows]
 

@@ -38,9 +38,9 @@ def test_each_preset_runs_a_few_steps_through_the_session(scenefit, stem, tmp_pa
         for spec in config.specs
     }
     settings = module("blender.render").RenderSettings((SIZE, SIZE), config.engine, 1)
-    targets = dataset.generate_dataset(
+    targets = dataset.DatasetGenerator(
         scene, config.specs, tmp_path / "targets", 6, seed=1, settings=settings, distributions=preset.truth(), clip=clip
-    )
+    ).run()
     assert targets.complete
 
     session = session_module.Session(

@@ -48,7 +48,7 @@ SOURCES = ("initial", "learned", "truth")
 
 @dataclass
 class Dataset:
-    """What :func:`generate_dataset` wrote. ``rows``: one dict per image with ``image`` (path relative to
+    """What :meth:`DatasetGenerator.run` wrote. ``rows``: one dict per image with ``image`` (path relative to
     ``folder``), ``sample`` (its id) and ``values`` (label → scene value)."""
 
     folder: Path
@@ -338,23 +338,6 @@ def _csv_value(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def generate_dataset(
-    scene: bpy.types.Scene,
-    specs: Sequence[SpecConfig],
-    folder: str | Path,
-    count: int,
-    seed: int = 0,
-    settings: RenderSettings | None = None,
-    distributions: Mapping[str, Mapping[str, Any]] | None = None,
-    source: str = "initial",
-    overwrite: bool = False,
-    clip: ClipSettings | None = None,
-) -> Dataset:
-    """Render ``count`` images of ``scene`` with the specs' values drawn from ``distributions`` (default: the
-    specs' own) into ``folder``, with labels; see :class:`DatasetGenerator`. With ``clip``, clips."""
-    return DatasetGenerator(scene, specs, folder, count, seed, settings, distributions, source, overwrite, clip).run()
-
-
 def read_labels(folder: str | Path) -> list[dict[str, Any]]:
     """The rows of a data set's ``labels.json``: ``image``, ``sample`` and ``values`` (label → scene value)."""
     path = Path(folder) / LABELS_JSON
@@ -403,9 +386,9 @@ def generate_for_run(
     clip = ClipSettings.from_dict(config.clips) if config.clips is not None else None
     distributions = source_distributions(source, config.specs, preset)
     name = Path(source).name if source.endswith(".json") else source
-    return generate_dataset(
+    return DatasetGenerator(
         scene, config.specs, config.output_dir, count, seed, settings, distributions, name, clip=clip
-    )
+    ).run()
 
 
 # --- operator ----------------------------------------------------------------------------------------------------
