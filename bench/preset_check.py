@@ -1,7 +1,8 @@
 """The default's tuning must not be tuned to the supershape alone: the yaw and categorical presets, before and after.
 
-The supershape benchmark (sample_efficiency.py) tuned SceneFit's default; its one tuning of the optimizer is the
-running average of the distribution parameters (``param_average`` 0.9, 0.0 before). This script runs the other
+The supershape benchmark (sample_efficiency.py) tuned SceneFit's default: the running average of the distribution
+parameters (``param_average`` 0.9, 0.0 before) is what can be switched off; the learning rate's true half-life
+replaced a 1/t decay that no setting brings back, so it applies to both columns. This script runs the other
 objectives' presets through the product's path (``Session.step()`` with its training thread, the preset's scene,
 render settings, batch and steps, targets rendered from the preset's truth) with the default and with the default
 as it was before the tuning, over the same seeds, and prints for each the final error, the renders until the

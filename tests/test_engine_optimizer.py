@@ -123,6 +123,16 @@ def test_tell_steps_parameters_and_records_history():
     json.dumps(optimizer.history)  # history is JSON-safe
 
 
+def test_parameter_learning_rate_halves_every_half_life():
+    """A true half-life: the step stops shrinking by 1/t and really dies out, so long runs stay where they settled."""
+    optimizer = make_optimizer(param_lr=0.1, param_lr_half_life=2.0)
+    rates = []
+    for _ in range(5):
+        optimizer.tell(*render(optimizer.ask()))
+        rates.append(optimizer._param_optimizer.param_groups[0]["lr"])
+    assert rates == pytest.approx([0.1 * 0.5 ** (k / 2.0) for k in range(5)])
+
+
 def test_shuffled_tell_matches_in_order_tell():
     in_order, shuffled = make_optimizer(), make_optimizer()
     for _ in range(3):

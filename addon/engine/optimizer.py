@@ -64,9 +64,9 @@ class OptimizerConfig:
     the starting point: after parameter step k, avg ← avg + (θ − avg)·(1 − d)/(1 − dᵏ) (Polyak averaging, as for
     GAN generators: Yazıcı et al. 2019, "The Unusual Effectiveness of Averaging in GAN Training"). Samples keep
     coming from the current parameters θ; the average removes the slow oscillation the adversarial game leaves
-    in them. Measured on the supershape demo's real renders (64 px Workbench, 5 seeds), d = 0.9 brings the
-    median renders until max|μ − μ*| < 0.1 holds for good from 784 to 464, and the error after 960 renders from
-    0.03–0.10 to 0.01–0.04.
+    in them. Measured on the supershape demo's real renders (64 px Workbench, 5 seeds, still with a 1/t step
+    decay), d = 0.9 brought the median renders until max|μ − μ*| < 0.1 holds for good from 784 to 464; the
+    current figures are in bench/README.md.
     seed: seeds sampling and the networks' initialisation.
     d_gap_max: when set, each discriminator update happens only while D(real) − D(sim) < d_gap_max (the gap is
     measured on the batch right before the update).
