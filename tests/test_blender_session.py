@@ -416,13 +416,19 @@ def test_enum_bool_and_int_properties_in_a_run(blender, scene, targets_dir, tmp_
 
     cube = bpy.data.objects["Cube"]
     cube["bevel"] = 2
+    # Every learned property must change the picture: the int reaches it through a driver on the cube's height.
+    driver = cube.driver_add("scale", 2).driver
+    variable = driver.variables.new()
+    variable.name, variable.targets[0].id, variable.targets[0].data_path = "bevel", cube, '["bevel"]'
+    driver.expression = "0.5 + 0.1 * bevel"
+    bpy.context.view_layer.update()  # the driven height as the scene shows it, before the snapshot
     specs = [
         {
             "label": "light",
-            "id_type": "LIGHT",
-            "id_name": "Sun",
-            "data_path": "type",
-            "distribution": {"kind": "categorical", "choices": ["SUN", "POINT"], "probs": [0.5, 0.5]},
+            "id_type": "SCENE",
+            "id_name": "Scene",
+            "data_path": "display.shading.light",
+            "distribution": {"kind": "categorical", "choices": ["STUDIO", "FLAT"], "probs": [0.5, 0.5]},
         },
         {
             "label": "hidden",
@@ -446,19 +452,42 @@ def test_enum_bool_and_int_properties_in_a_run(blender, scene, targets_dir, tmp_
 
     def spy(values):
         apply(values)
-        seen["light"].add(bpy.data.lights["Sun"].type)
+        seen["light"].add(scene.display.shading.light)
         seen["hidden"].add(cube.hide_render)
         seen["bevel"].add(cube["bevel"])
 
     session._apply = spy
     run(session)
     result = _ended_cleanly(bpy, scene, before, session, "finished")
-    assert seen["light"] == {"SUN", "POINT"} and seen["hidden"] == {True, False}
+    assert seen["light"] == {"STUDIO", "FLAT"} and seen["hidden"] == {True, False}
     assert all(isinstance(v, int) for v in seen["bevel"]) and len(seen["bevel"]) > 2
-    assert result["parameters"]["light"]["choices"] == ["SUN", "POINT"]
-    stored = bpy.data.lights["Sun"]["scenefit"]["light"].to_dict()
-    assert set(stored["probs"]) == {"SUN", "POINT"} and sum(stored["probs"].values()) == pytest.approx(1.0)
+    assert result["parameters"]["light"]["choices"] == ["STUDIO", "FLAT"]
+    stored = scene["scenefit"]["light"].to_dict()
+    assert set(stored["probs"]) == {"STUDIO", "FLAT"} and sum(stored["probs"].values()) == pytest.approx(1.0)
     assert set(cube["scenefit"].keys()) == {"hidden", "bevel"}
+
+
+def test_a_learned_property_that_does_not_change_the_render_stops_the_run_before_it_starts(
+    blender, scene, targets_dir, tmp_path
+):
+    import bpy
+
+    bpy.data.objects["Cube"]["unused"] = 0.5
+    unused = {
+        "label": "unused",
+        "id_type": "OBJECT",
+        "id_name": "Cube",
+        "data_path": '["unused"]',
+        "distribution": {"kind": "normal", "mu": 0.5, "sigma": 0.1},
+    }
+    config = yaw_config(blender, targets_dir, tmp_path / "out")
+    config = config.replace(specs=[*config.to_dict()["specs"], unused])
+    before = scene_state(bpy, scene)
+    session = blender.session.Session(scene, config)
+    with pytest.raises(blender.errors.SpecError, match=r"'unused' .* does not change the rendered images"):
+        session.start()
+    assert session.status == "new" and session.optimizer is not None and session.optimizer.step == 0
+    assert diff(before, scene_state(bpy, scene)) == []
 
 
 def test_a_fresh_scene_runs_scenefits_default_optimizer(scenefit, blender):

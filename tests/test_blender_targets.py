@@ -21,6 +21,11 @@ def targets(scenefit):
 
 
 @pytest.fixture
+def pipeline(scenefit):
+    return importlib.import_module(f"{scenefit.__name__}.addon.engine.images")
+
+
+@pytest.fixture
 def render(scenefit):
     return importlib.import_module(f"{scenefit.__name__}.addon.blender.render")
 
@@ -47,6 +52,7 @@ def test_renders_and_saved_targets_share_the_colour_pipeline(scenefit, targets, 
     import bpy
 
     scene = cube_scene(bpy)
+    scene.view_settings.view_transform = "Standard"  # renders follow the scene's colour management, as saves do
     reference = render.render_to_array(scene, render.RenderSettings((32, 32), "BLENDER_WORKBENCH", 1))
     save_render(scene, tmp_path / "a8.png", "PNG", "8")
     save_render(scene, tmp_path / "b16.png", "PNG", "16")
@@ -62,12 +68,12 @@ def test_renders_and_saved_targets_share_the_colour_pipeline(scenefit, targets, 
     assert report.skipped == [] and report.resized == []
 
 
-def test_resize_is_an_area_average_in_linear_light(targets, tmp_path):
+def test_resize_is_an_area_average_in_linear_light(targets, pipeline, tmp_path):
     checker = np.zeros((64, 64, 3), np.uint8)
     checker[::2, ::2] = checker[1::2, 1::2] = 255  # half white, half black
     Image.fromarray(checker).save(tmp_path / "checker.png")
     images, report = targets.load_targets(tmp_path / "checker.png", (32, 32), 3)
-    expected = np.round(targets.linear_to_srgb(np.array(0.5)) * 255) / 255  # 188/255, not 128/255
+    expected = np.round(pipeline.linear_to_srgb(np.array(0.5)) * 255) / 255  # 188/255, not 128/255
     assert np.allclose(images, expected, atol=1e-7)
     assert report.resized == [str(tmp_path / "checker.png")]
 
@@ -80,12 +86,12 @@ def test_other_aspect_ratios_are_centre_cropped(targets, tmp_path):
     assert np.allclose(images[0], np.array([10, 200, 30]) / 255, atol=1e-7)
 
 
-def test_alpha_composited_over_black_or_kept(targets, tmp_path):
+def test_alpha_composited_over_black_or_kept(targets, pipeline, tmp_path):
     pixel = np.array([200, 100, 50, 128], np.uint8)
     Image.fromarray(np.tile(pixel, (8, 8, 1))).save(tmp_path / "rgba.png")
     rgb, _ = targets.load_targets(tmp_path, (8, 8), 3)
     alpha = 128 / 255
-    expected = targets.linear_to_srgb(targets.srgb_to_linear(pixel[:3] / 255) * alpha)
+    expected = pipeline.linear_to_srgb(pipeline.srgb_to_linear(pixel[:3] / 255) * alpha)
     assert np.abs(rgb[0] - expected).max() <= 0.5 * LEVEL + 1e-6
     rgba, _ = targets.load_targets(tmp_path, (8, 8), 4)
     assert np.allclose(rgba[0], pixel / 255, atol=1e-6)  # straight alpha kept as stored

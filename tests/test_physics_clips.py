@@ -142,12 +142,14 @@ def test_a_property_that_does_not_change_the_clips_is_reported_not_identifiable(
     scene, preset = ball_scene(scenefit)
     mass = bound(scenefit, "mass", "rigid_body.mass")
     restitution = bound(scenefit, "restitution", "rigid_body.restitution")
-    clips = module(scenefit, "clips")
+    probe_values = module(scenefit, "render").probe_values
     probes = {
-        "mass": (mass, clips.probe_values({"kind": "lognormal", "mu": 0.0, "sigma": 1.0})),
+        "mass": (mass, probe_values({"kind": "lognormal", "mu": 0.0, "sigma": 1.0})),
         "restitution": (
             restitution,
-            clips.probe_values({"kind": "truncnormal", "mu": 0.3, "sigma": 0.1, "low": 0.0, "high": 1.0}),
+            module(scenefit, "render").probe_values(
+                {"kind": "truncnormal", "mu": 0.3, "sigma": 0.1, "low": 0.0, "high": 1.0}
+            ),
         ),
     }
     scene.frame_set(5)

@@ -9,7 +9,7 @@ Time: a clip with exactly T frames is taken as the run's T frames (one per rende
 :func:`save_clip` and the data-set generator write). Any other clip is a recording that starts at the run's
 first frame, at its own frame rate (a video's, or the scene's for a folder of frames): the frames nearest to the
 run's frame times are picked, so it must last at least as long as the run's frame range. Space: every frame is
-cropped and resized like a still target (:func:`targets.to_display`).
+cropped and resized like a still target (:func:`engine.images.to_display`).
 
 Bad input raises :class:`TargetError` naming the clip: a folder mixing still images and clips, clips of different
 lengths, frames of different sizes within a clip, a clip too short, a video Blender cannot decode.
@@ -30,9 +30,10 @@ import bpy
 import numpy as np
 
 from ..engine.errors import TargetError
+from ..engine.images import to_display
 from .clips import ClipSettings
 from .render import _quiet_stdout, read_tga, temp_root
-from .targets import IMAGE_SUFFIXES, _read_raw, save_image, to_display
+from .targets import IMAGE_SUFFIXES, _read_raw, save_image
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ogv", ".flv", ".wmv")
 

@@ -15,7 +15,6 @@ was on, re-simulated with its own values, so its caches hold its own simulation 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -23,12 +22,9 @@ from typing import Any
 import bpy
 import numpy as np
 
-from ..engine.errors import ConfigError, SceneFitError, SpecError
+from ..engine.errors import ConfigError
 from . import rna
 from .render import RenderOverride, RenderSettings
-
-# Two clips closer than this everywhere (display-referred, 8-bit renders) are the same clip.
-IDENTICAL = 1.5 / 255
 
 
 @dataclass(frozen=True)
@@ -126,9 +122,12 @@ class ClipRenderer(RenderOverride):
 
     ``touched``: the properties a run sets; their data-blocks are tagged for re-evaluation before each clip (a
     custom property read by a driver changes nothing until its data-block is re-evaluated). ``probes``: label →
-    (property, values) to check on entering that each learned property changes the clips (:class:`SpecError`
-    naming those that do not). The scene's current frame is restored — and re-simulated — by :meth:`restore`.
+    (property, values) to check on entering that each learned property changes the clips (see
+    :class:`RenderOverride`). The scene's current frame is restored — and re-simulated — by :meth:`restore`.
     """
+
+    renders_are = "rendered clips"
+    identical = 1.5 / 255  # a re-simulated clip may differ by a level where a still would not
 
     def __init__(
         self,
@@ -138,10 +137,9 @@ class ClipRenderer(RenderOverride):
         touched: Iterable[rna.BoundProperty] = (),
         probes: Mapping[str, tuple[rna.BoundProperty, Sequence[rna.Value]]] | None = None,
     ) -> None:
-        super().__init__(scene, settings)
+        super().__init__(scene, settings, probes)
         self.clip = clip
         self.touched = list(touched)
-        self.probes = dict(probes or {})
         self._frame: tuple[int, float] | None = None
 
     def check(self) -> None:
@@ -161,11 +159,6 @@ class ClipRenderer(RenderOverride):
         super().__enter__()
         # Kept with the overridden settings so that a run's suspend (saving mid-run) also puts the frame back.
         self.saved.append((self.scene, "frame_current", self._frame[0]))
-        try:
-            self._check_identifiable()
-        except BaseException:
-            self.restore()
-            raise
         return self
 
     def render(self) -> np.ndarray:
@@ -209,66 +202,6 @@ class ClipRenderer(RenderOverride):
             if isinstance(cache.id_data, bpy.types.Object):
                 cache.frame_start = cache.frame_start
 
-    def _check_identifiable(self) -> None:
-        """Raise :class:`SpecError` naming each probed property whose clips are all the same."""
-        flat: list[str] = []
-        for bound, values in self.probes.values():
-            if len(values) < 2:
-                continue
-            saved = bound.get()
-            try:
-                clips = []
-                for value in values:
-                    bound.set(value)
-                    clips.append(self.render())
-            finally:
-                bound.set(saved)
-            difference = max(float(np.abs(clip - clips[0]).max()) for clip in clips[1:])
-            if difference <= IDENTICAL:
-                shown = ", ".join(_show(v) for v in values)
-                flat.append(f"{bound.culprit} (clips at {shown} differ by at most {difference * 255:.1f}/255)")
-        if flat:
-            raise SpecError(
-                "not identifiable from the data: the rendered clips do not change when these properties vary over "
-                f"their range, so no target could teach them: {'; '.join(flat)}. Make them fixed (untick Learn) or "
-                "remove them; check the frame range shows the motion they affect"
-            )
-
-
-def probe_values(distribution: Mapping[str, Any], choices: Sequence[Any] | None = None) -> list[rna.Value]:
-    """Scene values spanning a spec's starting range: [low, high] of a truncated normal, μ ± 3σ of a normal,
-    exp(μ ± 3σ) of a log-normal, every choice of a categorical, both values of a Bernoulli."""
-    kind = distribution.get("kind")
-    if kind == "truncnormal":
-        return [float(distribution["low"]), float(distribution["high"])]
-    if kind == "normal":
-        mu, sigma = float(distribution["mu"]), float(distribution["sigma"])
-        return [mu - 3 * sigma, mu + 3 * sigma]
-    if kind == "lognormal":
-        mu, sigma = float(distribution["mu"]), float(distribution["sigma"])
-        return [math.exp(mu - 3 * sigma), math.exp(mu + 3 * sigma)]
-    if kind == "categorical":
-        return list(choices if choices is not None else distribution.get("choices") or ())
-    if kind == "bernoulli":
-        return [False, True]
-    raise SceneFitError(f"no probe values for distribution kind {kind!r}")
-
-
-def learned_probes(
-    parameters: Mapping[str, Any], distributions: Mapping[str, Mapping[str, Any]]
-) -> dict[str, tuple[rna.BoundProperty, list[rna.Value]]]:
-    """A run's probes: label → (property, :func:`probe_values`) for every learned (not fixed) parameter.
-    ``parameters``: label → object with ``bound`` and ``choices`` (a session's parameters)."""
-    return {
-        label: (parameter.bound, probe_values(distributions[label], parameter.choices))
-        for label, parameter in parameters.items()
-        if not distributions[label].get("fixed", False)
-    }
-
 
 def scene_fps(scene: bpy.types.Scene) -> float:
     return scene.render.fps / scene.render.fps_base
-
-
-def _show(value: rna.Value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else repr(value)

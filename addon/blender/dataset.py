@@ -34,7 +34,7 @@ from . import preferences, rna
 from .clip_targets import save_clip
 from .clips import ClipRenderer, ClipSettings
 from .properties import WRITEBACK_KEY
-from .render import RenderOverride, RenderSettings
+from .render import RenderOverride, RenderSettings, probe_values
 from .session import RunConfig, SpecConfig, engine_distribution
 from .targets import save_image
 
@@ -188,10 +188,14 @@ class DatasetGenerator:
             )
             self._bound[spec.label] = bound
         self._draws = self._sample(engine_space, choices)
+        # Every sampled property must change the pictures, or its labels would describe identical images.
+        probes = {
+            label: (bound, probe_values(engine_space[label], choices[label])) for label, bound in self._bound.items()
+        }
         if self.clip is None:
-            renderer = RenderOverride(self.scene, self.settings)
+            renderer = RenderOverride(self.scene, self.settings, probes)
         else:
-            renderer = ClipRenderer(self.scene, self.settings, self.clip, self._bound.values())
+            renderer = ClipRenderer(self.scene, self.settings, self.clip, self._bound.values(), probes)
         renderer.check()
         self._prepare_folder()
         self._saved = rna.snapshot(list(self._bound.values()))

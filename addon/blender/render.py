@@ -1,9 +1,14 @@
 """Render the active camera to a float32 array, with the render settings a run needs overridden and restored.
 
-Images leave Blender the way the target loader reads images: display-referred sRGB ("Standard" view, no look,
-no exposure/gamma/curves, no dither), 8 bits per channel, written as uncompressed TGA to tmpfs and parsed with
-numpy. Measured at 64×64 on 2 cores, reading back costs ~0.2 ms (EXR through bpy.data.images: ~1 ms, and a
-linear→sRGB conversion on top); the render itself dominates.
+Images leave Blender the way a target made by the user's own render script would: through the scene's own colour
+management (view transform, look, exposure, display — targets were made with them, photos look like them), with
+no dither, 8 bits per channel, written as uncompressed TGA to tmpfs and parsed with numpy. A render made at a
+``render_size`` larger than the training size then goes through the targets' own crop and area resize
+(``engine.images.to_display``). Measured at 64×64 on 2 cores, reading back costs ~0.2 ms (EXR through
+bpy.data.images: ~1 ms, and a linear→sRGB conversion on top); the render itself dominates.
+
+Before the first render, every probed property is rendered across its range (:meth:`RenderOverride.__enter__`):
+one whose renders do not change at all cannot be learned from images and stops the run, named.
 """
 
 from __future__ import annotations
@@ -11,11 +16,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import math
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +29,9 @@ from typing import Any
 import bpy
 import numpy as np
 
-from ..engine.errors import RenderError
+from ..engine.errors import RenderError, SceneFitError, SpecError
+from ..engine.images import to_display
+from . import rna
 
 ENGINES = ("CYCLES", "BLENDER_WORKBENCH", "BLENDER_EEVEE_NEXT")
 # In a settings plan: save and restore this setting without changing it.
@@ -40,6 +48,12 @@ class RenderSettings:
     engine: str = "CYCLES"
     samples: int = 8
     channels: int = 3  # 3: opaque RGB (the world is the background); 4: RGBA with a transparent film
+    # (width, height) Blender renders at before the targets' crop and resize to ``resolution``; None: ``resolution``
+    render_size: tuple[int, int] | None = None
+
+    @property
+    def rendered(self) -> tuple[int, int]:
+        return self.render_size or self.resolution
 
 
 def temp_root() -> Path:
@@ -53,11 +67,25 @@ class RenderOverride:
 
     >>> with RenderOverride(scene, RenderSettings((64, 64), "BLENDER_WORKBENCH")) as renderer:
     ...     image = renderer.render()  # (64, 64, 3) float32 in [0, 1]
+
+    ``probes``: label → (property, values) checked on entering: each property is set to each of its values in
+    turn and rendered; :class:`SpecError` names those whose renders are all the same.
     """
 
-    def __init__(self, scene: bpy.types.Scene, settings: RenderSettings) -> None:
+    # What one render() gives, in messages; two of them closer than ``identical`` everywhere are the same picture
+    # (display-referred, 8-bit: any change the parameters make shows as at least one level).
+    renders_are = "rendered images"
+    identical = 0.5 / 255
+
+    def __init__(
+        self,
+        scene: bpy.types.Scene,
+        settings: RenderSettings,
+        probes: Mapping[str, tuple[rna.BoundProperty, Sequence[rna.Value]]] | None = None,
+    ) -> None:
         self.scene = scene
         self.settings = settings
+        self.probes = dict(probes or {})
         self.saved: list[tuple[Any, str, Any]] = []
         self._folder: Path | None = None
         self._path: Path | None = None
@@ -74,6 +102,11 @@ class RenderOverride:
         except (TypeError, ValueError, AttributeError) as error:
             self.restore()
             raise RenderError(f"cannot set up rendering of scene {self.scene.name!r}: {error}") from None
+        try:
+            self.check_sensitive()
+        except BaseException:
+            self.restore()
+            raise
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -102,9 +135,9 @@ class RenderOverride:
             raise RenderError(f"unknown render engine {settings.engine!r}; one of {', '.join(ENGINES)}")
         if settings.engine == "CYCLES" and not hasattr(scene, "cycles"):
             raise RenderError("the Cycles add-on is disabled in this Blender: enable it or pick another engine")
-        width, height = settings.resolution
-        if not (4 <= width <= 4096 and 4 <= height <= 4096):
-            raise RenderError(f"training resolution {width}×{height} is outside 4–4096 pixels")
+        for what, (width, height) in (("training resolution", settings.resolution), ("render size", settings.rendered)):
+            if not (4 <= width <= 4096 and 4 <= height <= 4096):
+                raise RenderError(f"{what} {width}×{height} is outside 4–4096 pixels")
         if settings.samples < 1:
             raise RenderError(f"render samples must be at least 1, got {settings.samples}")
         if settings.channels not in (3, 4):
@@ -124,20 +157,54 @@ class RenderOverride:
         if result != {"FINISHED"} or not self._path.is_file():
             raise RenderError(f"rendering scene {self.scene.name!r} failed: Blender wrote no image ({result})")
         image = read_tga(self._path)
-        width, height = self.settings.resolution
-        if image.shape != (height, width, self.settings.channels):
+        settings = self.settings
+        width, height = settings.rendered
+        if image.shape != (height, width, settings.channels):
             raise RenderError(
                 f"rendering scene {self.scene.name!r} gave a {image.shape} image, expected "
-                f"{(height, width, self.settings.channels)}"
+                f"{(height, width, settings.channels)}"
             )
-        return image
+        if settings.rendered == settings.resolution:
+            return image
+        if settings.channels == 3:
+            image = np.concatenate([image, np.ones_like(image[..., :1])], axis=2)
+        return to_display(image, False, settings.resolution, settings.channels)
+
+    def check_sensitive(self) -> None:
+        """Raise :class:`SpecError` naming each probed property whose renders do not change over its values (it
+        could not be learned from any target); each property is put back afterwards."""
+        flat: list[str] = []
+        for bound, values in self.probes.values():
+            if len(values) < 2:
+                continue
+            saved = bound.get()
+            try:
+                renders = []
+                for value in values:
+                    bound.set(value)
+                    renders.append(self.render())
+            finally:
+                bound.set(saved)
+            difference = max(float(np.abs(r - renders[0]).max()) for r in renders[1:])
+            if difference <= self.identical:
+                shown = ", ".join(f"{v:.4g}" if isinstance(v, float) else repr(v) for v in values)
+                flat.append(
+                    f"{bound.culprit} does not change the {self.renders_are} (at {shown} they differ by at most "
+                    f"{difference * 255:.1f}/255)"
+                )
+        if flat:
+            raise SpecError(
+                f"not identifiable from the data, no target could teach them: {'; '.join(flat)}. Make them fixed "
+                "(untick Learn) or remove them; check that the camera (and the frame range of clips) shows what they "
+                "change"
+            )
 
     def _plan(self) -> list[tuple[Any, str, Any]]:
         """(owner, attribute, value) in the order to set them; _KEEP marks settings saved only because changing
         another one (the file format) can reset them."""
         scene, settings = self.scene, self.settings
-        r, image, view = scene.render, scene.render.image_settings, scene.view_settings
-        width, height = settings.resolution
+        r, image = scene.render, scene.render.image_settings
+        width, height = settings.rendered
         plan: list[tuple[Any, str, Any]] = [
             (r, "engine", self._engine_identifier()),
             (r, "resolution_x", width),
@@ -163,15 +230,7 @@ class RenderOverride:
             (image, "compression", _KEEP),
             (image, "exr_codec", _KEEP),
             (image, "color_management", "FOLLOW_SCENE"),
-            (scene.display_settings, "display_device", "sRGB"),
-            (view, "view_transform", "Standard"),
-            (view, "look", "None"),
-            (view, "exposure", 0.0),
-            (view, "gamma", 1.0),
-            (view, "use_curve_mapping", False),
         ]
-        if hasattr(view, "use_white_balance"):
-            plan.append((view, "use_white_balance", False))
         if hasattr(scene, "cycles"):
             plan += [
                 (scene.cycles, "samples", settings.samples if settings.engine == "CYCLES" else _KEEP),
@@ -188,6 +247,44 @@ class RenderOverride:
         if self.settings.engine == "BLENDER_EEVEE_NEXT" and bpy.app.version >= (5, 0, 0):
             return "BLENDER_EEVEE"  # renamed back in Blender 5.0
         return self.settings.engine
+
+
+def probe_values(distribution: Mapping[str, Any], choices: Sequence[Any] | None = None) -> list[rna.Value]:
+    """Scene values spanning a spec's starting range: [low, high] of a truncated normal, μ ± 3σ of a normal,
+    exp(μ ± 3σ) of a log-normal, every choice of a categorical, both values of a Bernoulli."""
+    kind = distribution.get("kind")
+    if kind == "truncnormal":
+        return [float(distribution["low"]), float(distribution["high"])]
+    if kind == "normal":
+        mu, sigma = float(distribution["mu"]), float(distribution["sigma"])
+        return [mu - 3 * sigma, mu + 3 * sigma]
+    if kind == "lognormal":
+        mu, sigma = float(distribution["mu"]), float(distribution["sigma"])
+        return [math.exp(mu - 3 * sigma), math.exp(mu + 3 * sigma)]
+    if kind == "categorical":
+        return list(choices if choices is not None else distribution.get("choices") or ())
+    if kind == "bernoulli":
+        return [False, True]
+    raise SceneFitError(f"no probe values for distribution kind {kind!r}")
+
+
+def learned_probes(
+    parameters: Mapping[str, Any], distributions: Mapping[str, Mapping[str, Any]]
+) -> dict[str, tuple[rna.BoundProperty, list[rna.Value]]]:
+    """A run's probes: label → (property, :func:`probe_values`) for every learned (not fixed) parameter.
+    ``parameters``: label → object with ``bound`` and ``choices`` (a session's parameters)."""
+    return {
+        label: (parameter.bound, probe_values(distributions[label], parameter.choices))
+        for label, parameter in parameters.items()
+        if not distributions[label].get("fixed", False)
+    }
+
+
+def scene_output_size(scene: bpy.types.Scene) -> tuple[int, int]:
+    """The (width, height) the scene's own render settings give (resolution × percentage)."""
+    r = scene.render
+    scale = r.resolution_percentage / 100
+    return max(1, round(r.resolution_x * scale)), max(1, round(r.resolution_y * scale))
 
 
 def render_to_array(scene: bpy.types.Scene, settings: RenderSettings) -> np.ndarray:

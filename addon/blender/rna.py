@@ -95,6 +95,10 @@ class BoundProperty:
             struct[self.key] = coerced
         else:
             setattr(struct, self.key, coerced)
+        # ID properties (Geometry Nodes inputs, custom properties read by drivers) send no depsgraph update of
+        # their own: without the tag Cycles' persistent data renders the previous value, and so does anything
+        # that depends on the owner through a driver.
+        self.owner.update_tag()
 
     def coerce(self, value: Value) -> Value:
         if self.value_type == "enum":

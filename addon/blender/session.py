@@ -14,17 +14,18 @@ import math
 import numbers
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import bpy
 
 from ..engine.errors import ConfigError, DistributionError, SceneFitError, SpecError, TrainingError
+from ..engine.images import render_size
 from . import clips, preferences, rna, writeback
 from .clip_targets import load_clip_targets
 from .properties import MAX_LABEL, spec_label
-from .render import ENGINES, RenderOverride, RenderSettings
+from .render import ENGINES, RenderOverride, RenderSettings, learned_probes, scene_output_size
 from .report import RunReport
 from .targets import TargetReport, load_targets
 
@@ -284,6 +285,7 @@ class Session:
         self.output_dir = Path(config.output_dir) if config.output_dir else None
         self.parameters: dict[str, writeback.Parameter] = {}
         self.renders = 0
+        self.render_settings: RenderSettings | None = None  # what training renders are made with, once started
         self._thread: Any = None
         self._renderer: RenderOverride | None = None
         self._saved: list[tuple[rna.BoundProperty, rna.Value]] = []
@@ -307,21 +309,26 @@ class Session:
         self.parameters, engine_space = self._bind_specs()
         settings = RenderSettings(config.resolution, config.engine, config.samples, config.channels)
         clip = clips.ClipSettings.from_dict(config.clips) if config.clips is not None else None
+        probes = learned_probes(self.parameters, engine_space)
         if clip is None:
-            renderer = RenderOverride(self.scene, settings)
+            RenderOverride(self.scene, settings).check()
         else:
-            probes = clips.learned_probes(self.parameters, engine_space)
             touched = [p.bound for p in self.parameters.values()]
             renderer = clips.ClipRenderer(self.scene, settings, clip, touched, probes)
-        renderer.check()
+            renderer.check()
         if not config.output_dir:
             raise ConfigError("no output folder given for result.json and the checkpoint")
         if clip is None:
             targets, self.target_report = load_targets(config.targets, config.resolution, config.channels)
+            native = self.target_report.native_size or scene_output_size(self.scene)
+            settings = replace(settings, render_size=render_size(native, config.resolution))
+            renderer = RenderOverride(self.scene, settings, probes)
+            renderer.check()
         else:
             fps = clips.scene_fps(self.scene)
             size, channels = config.resolution, config.channels
             targets, self.target_report = load_clip_targets(config.targets, clip, fps, size, channels)
+        self.render_settings = settings
         self.optimizer = self._make_optimizer(engine_space, targets)
         try:
             self.output_dir.mkdir(parents=True, exist_ok=True)

@@ -375,7 +375,9 @@ def rebuild_stale(objects: Iterable[bpy.types.Object], depsgraph: bpy.types.Deps
     ``depsgraph`` evaluated; returns how many were rebuilt."""
     count = 0
     for obj in objects:
-        if obj.supershape.is_supershape and obj.type == "MESH" and is_stale(obj, depsgraph):
+        # Reading ``obj.supershape`` of an object that never had it would store an empty group on that object.
+        is_supershape = obj.type == "MESH" and obj.is_property_set("supershape") and obj.supershape.is_supershape
+        if is_supershape and is_stale(obj, depsgraph):
             rebuild(obj, _evaluated_parameters(obj, depsgraph))
             count += 1
     return count

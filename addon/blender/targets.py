@@ -1,11 +1,11 @@
-"""Load target images into the colour pipeline and size of training renders.
+"""Load target images through the image pipeline that training renders go through too (``engine.images``).
 
-Renders arrive as 8-bit display-referred sRGB ("Standard" view) at the training size (see render.py). Targets
-are brought to exactly that: files are read raw through bpy (colour space "Non-Color", so Blender converts
-nothing), 8/16-bit formats are taken as sRGB-encoded with straight alpha, EXR/HDR as linear with premultiplied
-alpha. Cropping to the training aspect ratio, area resizing and compositing over black happen in linear light
-(as a render at that size would integrate them), then the result is encoded to sRGB and rounded to 8 bits,
-the same lattice renders live on.
+Files are read raw through bpy (colour space "Non-Color", so Blender converts nothing); 8/16-bit formats are
+taken as display-referred (already through a view transform, as a render saved by Blender or a photo is) with
+straight alpha, EXR/HDR as linear with premultiplied alpha (shown with the "Standard" sRGB transform). Each
+image is then cropped to the training aspect ratio, area-resized and rounded to 8 bits by
+:func:`engine.images.to_display` — the same call that brings a training render from the size Blender rendered
+it at to the training size. The report keeps each file's own size, from which a run picks its render size.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import bpy
 import numpy as np
 
 from ..engine.errors import TargetError
+from ..engine.images import to_display
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".exr", ".hdr", ".tga", ".bmp", ".tif", ".tiff", ".webp")
 _LINEAR_SUFFIXES = (".exr", ".hdr")
@@ -32,6 +33,12 @@ class TargetReport:
     loaded: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     resized: list[str] = field(default_factory=list)
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # (width, height) of each loaded file
+
+    @property
+    def native_size(self) -> tuple[int, int] | None:
+        """The (width, height) every loaded file has, or None when their sizes differ."""
+        return self.sizes[0] if self.sizes and len(set(self.sizes)) == 1 else None
 
     def summary(self) -> str:
         text = f"{len(self.loaded)} target images loaded from {self.source}"
@@ -100,6 +107,7 @@ def _load_one(path: Path, size: tuple[int, int], channels: int, report: TargetRe
     if (width, height) != tuple(size):
         report.resized.append(str(path))
     report.loaded.append(str(path))
+    report.sizes.append((width, height))
     return to_display(pixels, linear, size, channels)
 
 
@@ -127,64 +135,6 @@ def _read_raw(path: Path) -> np.ndarray:
     rgb = np.repeat(pixels[..., :1], 3, axis=2) if depth < 3 else pixels[..., :3]
     alpha = pixels[..., 1:2] if depth == 2 else np.ones((height, width, 1), np.float32)
     return np.concatenate([rgb, alpha], axis=2)
-
-
-def to_display(pixels: np.ndarray, linear: bool, size: tuple[int, int], channels: int) -> np.ndarray:
-    """Raw RGBA (H, W, 4) → the training pipeline: (size[1], size[0], channels) sRGB on the 8-bit lattice.
-
-    ``linear``: values are scene-linear with premultiplied alpha (EXR); otherwise sRGB-encoded, straight alpha.
-    With ``channels == 3`` the image is composited over black.
-    """
-    values = pixels.astype(np.float64)
-    alpha = np.clip(values[..., 3:4], 0.0, 1.0)
-    premultiplied = np.clip(values[..., :3], 0.0, None) if linear else srgb_to_linear(values[..., :3]) * alpha
-    layers = _crop_and_resize(np.concatenate([premultiplied, alpha], axis=2), size)
-    rgb, alpha = layers[..., :3], layers[..., 3:4]
-    if channels == 4:
-        rgb = np.divide(rgb, alpha, out=np.zeros_like(rgb), where=alpha > 0)
-    display = linear_to_srgb(rgb)
-    if channels == 4:
-        display = np.concatenate([display, alpha], axis=2)
-    return (np.round(display * 255.0) / 255.0).astype(np.float32)
-
-
-def srgb_to_linear(values: np.ndarray) -> np.ndarray:
-    values = np.clip(values, 0.0, 1.0)
-    return np.where(values <= 0.04045, values / 12.92, ((values + 0.055) / 1.055) ** 2.4)
-
-
-def linear_to_srgb(values: np.ndarray) -> np.ndarray:
-    """The "Standard" view transform on the sRGB display: clip to [0, 1], then the sRGB encoding."""
-    values = np.clip(values, 0.0, 1.0)
-    return np.where(values <= 0.0031308, values * 12.92, 1.055 * values ** (1 / 2.4) - 0.055)
-
-
-def _crop_and_resize(layers: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Centre-crop to the aspect ratio of ``size`` (width, height), then area-average to it."""
-    height, width = layers.shape[:2]
-    out_w, out_h = size
-    if (width, height) == (out_w, out_h):
-        return layers
-    if width * out_h > height * out_w:  # too wide
-        keep = max(1, round(height * out_w / out_h))
-        left = (width - keep) // 2
-        layers = layers[:, left : left + keep]
-    elif width * out_h < height * out_w:  # too tall
-        keep = max(1, round(width * out_h / out_w))
-        top = (height - keep) // 2
-        layers = layers[top : top + keep]
-    rows = _area_weights(layers.shape[0], out_h)
-    cols = _area_weights(layers.shape[1], out_w)
-    return np.einsum("ij,jkc,lk->ilc", rows, layers, cols, optimize=True)
-
-
-def _area_weights(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in) matrix: each output pixel averages the input pixels it covers, by covered length."""
-    edges = np.arange(n_out + 1) * (n_in / n_out)
-    starts = np.arange(n_in)
-    overlap = np.minimum(edges[1:, None], starts[None] + 1) - np.maximum(edges[:-1, None], starts[None])
-    weights = np.clip(overlap, 0.0, None)
-    return weights / weights.sum(axis=1, keepdims=True)
 
 
 def save_image(image: np.ndarray, path: str | Path) -> None:
