@@ -229,3 +229,28 @@ def test_batch_preset_builds_its_scene_and_renders_its_targets(files):
     assert len(list((output / "targets").glob("*.png"))) == 64  # the preset's count, from its truth
     result = json.loads((output / "result.json").read_text())
     assert result["status"] == "finished" and set(result["parameters"]) == {"yaw"}
+
+
+def test_targets_no_parameter_can_reach_warn_in_words_and_exit_1(files):
+    """Targets that are another picture altogether (flat white, made with PIL): the discriminator wins for good;
+    the log says so in plain words as soon as it is seen, result.json keeps it, the exit code is 1."""
+    tmp = files["tmp"]
+    white = tmp / "white"
+    white.mkdir()
+    for i in range(8):
+        Image.fromarray(np.full((32, 32, 3), 255 - i, np.uint8)).save(white / f"w{i}.png")
+    config = json.loads(files["config"].read_text())
+    config["optimizer"] = {"objective": "adversarial"}
+    adversarial = tmp / "adversarial.json"
+    adversarial.write_text(json.dumps(config))
+    output = tmp / "out"
+    done = run_batch(
+        tmp, files["blend"], "--config", adversarial, "--targets", white, "--output", output, "--steps", "40"
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    warning = "warning: the discriminator separates renders from targets by something the parameters cannot change"
+    assert warning in done.stderr and "check engine, samples, resolution, colour management" in done.stderr
+    assert "error: the fit cannot be trusted" in done.stderr and "Traceback" not in done.stderr
+    result = json.loads((output / "result.json").read_text())
+    assert result["status"] == "finished" and len(result["warnings"]) == 1
+    assert "something the parameters cannot change" in result["warnings"][0]

@@ -21,6 +21,7 @@ from typing import Any
 
 import bpy
 
+from ..engine import diagnostics
 from ..engine.errors import ConfigError, SceneFitError
 from . import rna
 from .clip_targets import save_clip
@@ -137,7 +138,11 @@ def _run(args: argparse.Namespace) -> int:
     # renders, and a KeyboardInterrupt raised there is printed and swallowed by Blender, not seen here.
     stop_requested: list[int] = []
     signal.signal(signal.SIGINT, lambda signum, _frame: stop_requested.append(signum))
+    warned = 0
     while session.step():
+        for warning in session.warnings[warned:]:
+            _say(f"scenefit: warning: {warning}", err=True)
+        warned = len(session.warnings)
         if stop_requested:
             session.stop()
             raise KeyboardInterrupt
@@ -150,6 +155,9 @@ def _run(args: argparse.Namespace) -> int:
     _say(f"scenefit: {problem}" if problem else f"scenefit: report in {session.output_dir}")
     if args.save:
         bpy.ops.wm.save_as_mainfile(filepath=str(Path(args.save).resolve()), copy=True)
+    if diagnostics.saturated(session.optimizer.history, session.optimizer.config.objective):
+        _say(f"scenefit: error: the fit cannot be trusted, it ended with {diagnostics.SATURATION_WARNING}", err=True)
+        return EXIT_FAILED
     return EXIT_OK
 
 

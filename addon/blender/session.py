@@ -20,6 +20,7 @@ from typing import Any
 
 import bpy
 
+from ..engine import diagnostics
 from ..engine.errors import ConfigError, DistributionError, SceneFitError, SpecError, TrainingError
 from ..engine.images import render_size
 from . import clips, preferences, rna, writeback
@@ -285,6 +286,7 @@ class Session:
         self.output_dir = Path(config.output_dir) if config.output_dir else None
         self.parameters: dict[str, writeback.Parameter] = {}
         self.renders = 0
+        self.warnings: list[str] = []  # said once each, in the panel, the batch log and result.json
         self.render_settings: RenderSettings | None = None  # what training renders are made with, once started
         self._thread: Any = None
         self._renderer: RenderOverride | None = None
@@ -526,6 +528,8 @@ class Session:
         for entry in new_entries:
             if self.on_step is not None:
                 self.on_step(entry)
+        if new_entries and diagnostics.saturated(self.optimizer.history, self.optimizer.config.objective):
+            self._warn(diagnostics.SATURATION_WARNING)
         snapshot = self._thread.snapshot()
         if final or any(entry.get("param_step") for entry in new_entries):
             writeback.write_custom_properties(self.parameters, snapshot["values"])
@@ -555,6 +559,7 @@ class Session:
                 "targets": self.target_report.summary() if self.target_report else "",
                 "checkpoint": writeback.CHECKPOINT_FILE,
                 "error": str(self.error) if self.error else None,
+                "warnings": list(self.warnings),
             },
         )
         writeback.write_result(self.output_dir, document)
@@ -583,10 +588,17 @@ class Session:
                 message += " — not restored: " + "; ".join(problems)
             if self.report.problem:
                 message += f" — {self.report.problem}"
+            if self.warnings:
+                message += " — " + "; ".join(self.warnings)
             self._progress(running=False, message=message)
         if write_error is not None and error is None:
             self.status, self.error = "failed", write_error
             raise write_error
+
+    def _warn(self, warning: str) -> None:
+        if warning not in self.warnings:
+            self.warnings.append(warning)
+            self._progress(message=f"Warning: {warning}")
 
     def _progress(self, **values: Any) -> None:
         wm = getattr(bpy.context, "window_manager", None)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import diagnostics
 from .distributions import ParameterSpace, Value
 from .errors import ConfigError, SceneFitError, TargetError, TrainingError
 from .estimators import EstimatorConfig, ScoreFunctionEstimator
@@ -434,7 +435,10 @@ class AskTellOptimizer:
         gap: float | None = None
         before: dict[str, float] | None = None
         d_updates = 0
-        for _ in range(config.d_steps):
+        # A discriminator that has won for a whole window only learns the targets by heart: let the parameters
+        # move under the one it has until the gap opens again (diagnostics.saturated).
+        paused = diagnostics.saturated(self.history, config.objective)
+        for _ in range(0 if paused else config.d_steps):
             if gated:
                 measured = self.objective.evaluate(fake)
                 current_gap = measured["d_real"] - measured["d_sim"]
