@@ -207,6 +207,16 @@ def test_the_readme_shows_the_example_and_points_to_the_schema():
     assert "addon/schemas/run_config.schema.json" in readme and "docs/run_config_example.json" in readme
 
 
+def test_the_readmes_table_of_defaults_is_runconfigs(code):
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## The run configuration", 1)[1].split("\n## ", 1)[0]
+    rows = dict(re.findall(r"^\| `(\w+)` \| `(.+?)` \|", section, flags=re.MULTILINE))
+    run = code.session.RunConfig(specs=[]).to_dict()
+    assert set(rows) == set(run) - {"specs"}
+    for name, text in rows.items():
+        assert json.loads(text) == run[name], name
+
+
 TRUNCATED = "specs.2.distribution"
 GOOD = {
     "parent form of a truncated normal": (TRUNCATED, {"kind": "truncnormal", "parent_mu": 0.5, "parent_sigma": 0.2}),
