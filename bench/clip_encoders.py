@@ -135,11 +135,11 @@ def run(encoder: str, objective: str, seed: int, steps: int) -> dict[str, float]
         started = time.perf_counter()
         stats = optimizer.tell([s.id for s in samples], list(batch))
         tell_seconds += time.perf_counter() - started
-        inside = abs(stats.values["restitution"]["mu"] - TRUTH[0]) < BAND
+        inside = abs(stats.values["restitution"]["mean"] - TRUTH[0]) < BAND
         if inside and first is None:
             first = stats.renders
         stay = (stay or stats.renders) if inside else None
-    error = abs(optimizer.space.values()["restitution"]["mu"] - TRUTH[0])
+    error = abs(optimizer.space.values()["restitution"]["mean"] - TRUTH[0])
     return {
         "first": first or float("nan"),
         "stay": stay or float("nan"),

@@ -103,6 +103,52 @@ def test_truncnormal_density_integrates_to_one_and_entropy_matches(mu, sigma, lo
     assert integral(x, x * p) == pytest.approx(dist.mean_value(), abs=1e-4)
 
 
+@pytest.mark.parametrize(
+    ("mu", "sigma", "low", "high"),
+    [(1.29, 0.5, 0.0, 1.0), (0.3, 0.2, 0.0, 1.0), (0.5, 10.0, 0.0, 1.0), (-5.0, 0.5, 0.0, 1.0), (8.0, 1.0, -3.0, 2.0)],
+)
+def test_truncnormal_mean_and_std_are_the_truncated_distributions_own(mu, sigma, low, high):
+    dist = TruncatedNormal(mu, sigma, low, high)
+    x, log_p = trapezoid(dist, low, high)
+    p = log_p.exp()
+    mean = integral(x, x * p)
+    std = math.sqrt(integral(x, (x - mean) ** 2 * p))
+    assert low <= dist.mean.item() <= high
+    assert dist.mean.item() == pytest.approx(mean, abs=1e-6 * (high - low))
+    assert dist.stddev.item() == pytest.approx(std, rel=1e-5)
+    assert dist.variance.item() == pytest.approx(std**2, rel=1e-5)
+    assert dist.values()["mean"] == pytest.approx(mean, abs=1e-6) and dist.values()["std"] == pytest.approx(std)
+    samples = dist.sample(100_000, gen(9)).double()
+    assert samples.mean().item() == pytest.approx(dist.mean.item(), abs=5 * std / math.sqrt(len(samples)))
+    assert samples.std().item() == pytest.approx(dist.stddev.item(), rel=0.02)
+
+
+def test_truncnormal_moments_far_in_a_tail_and_their_gradient():
+    far = TruncatedNormal(-30.0, 1.0, 0.0, 1.0)  # [0, 1] lies 30 σ above μ: nearly exponential, mean ≈ 1/30
+    assert far.mean.item() == pytest.approx(1 / 30, rel=0.01) and far.stddev.item() == pytest.approx(1 / 30, rel=0.02)
+    assert math.isfinite(far.values()["mean"]) and math.isfinite(far.values()["std"])
+    wide = TruncatedNormal(0.5, 100.0, 0.0, 1.0)  # nearly uniform on [0, 1]
+    assert wide.mean.item() == pytest.approx(0.5) and wide.stddev.item() == pytest.approx(math.sqrt(1 / 12), rel=1e-4)
+    dist = TruncatedNormal(0.3, 0.2, 0.0, 1.0)
+    dist.mean.backward()
+    assert all(torch.isfinite(t.grad).all() for t in dist.learnable())
+
+
+def test_truncnormal_reads_its_reported_form_back():
+    dist = TruncatedNormal(1.29, 0.5, 0.0, 1.0)
+    reported = {"kind": "truncnormal", **dist.values()}
+    again = distribution_from_dict(reported)
+    assert again.values() == dist.values() and again.to_dict() == dist.to_dict()
+    without_moments = {k: v for k, v in reported.items() if k not in ("mean", "std")}
+    assert distribution_from_dict(without_moments).values() == dist.values()
+    with pytest.raises(DistributionError, match="mean=0.5 does not follow from the parameters"):
+        distribution_from_dict({**reported, "mean": 0.5})
+    with pytest.raises(DistributionError, match="give 'mu' or 'parent_mu'"):
+        distribution_from_dict({**reported, "mu": 1.29})
+    with pytest.raises(DistributionError, match=r"unknown key\(s\) \['mean'\]"):
+        distribution_from_dict({"kind": "normal", "mu": 0.0, "sigma": 1.0, "mean": 0.0})
+
+
 def test_categorical_and_bernoulli_log_prob_and_entropy():
     probs = [0.2, 0.5, 0.3]
     cat = Categorical(probs)
@@ -234,9 +280,14 @@ def test_decode_and_mean_value_give_scene_values():
 
 
 def test_readable_values():
-    assert TruncatedNormal(0.3, 0.2, 0.0, 1.0).values() == pytest.approx(
-        {"mu": 0.3, "sigma": 0.2, "low": 0.0, "high": 1.0}
+    trunc = TruncatedNormal(1.29, 0.5, 0.0, 1.0)  # the parent's μ lies outside the bounds; the mean cannot
+    values = trunc.values()
+    assert list(values) == ["mean", "std", "parent_mu", "parent_sigma", "low", "high"]
+    assert values == pytest.approx(
+        {"mean": trunc.mean.item(), "std": trunc.stddev.item(), "parent_mu": 1.29, "parent_sigma": 0.5}
+        | {"low": 0.0, "high": 1.0}
     )
+    assert 0.0 < values["mean"] < 1.0 and values["mean"] == trunc.mean_value()
     values = Categorical([0.25, 0.75], choices=[3, 5]).values()
     assert values["probs"] == pytest.approx([0.25, 0.75]) and values["choices"] == [3, 5]
     assert Bernoulli(0.3).values() == pytest.approx({"p": 0.3})

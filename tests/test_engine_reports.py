@@ -94,6 +94,18 @@ def test_parameter_figure_has_one_panel_per_label_and_draws_the_truth():
     assert any(list(line.get_ydata()) == [0.8, 0.8] for line in axes["visible"].lines)
 
 
+def test_parameter_figure_draws_a_truncated_normals_own_mean():
+    from addon.engine.distributions import TruncatedNormal
+
+    start, end = TruncatedNormal(1.29, 0.5, 0.0, 1.0), TruncatedNormal(0.3, 0.1, 0.0, 1.0)
+    history = [{"step": i, "values": {"r": d.values()}} for i, d in enumerate((start, end))]
+    truth = {"r": {"kind": "truncnormal", "mu": 1.2, "sigma": 0.3, "low": 0.0, "high": 1.0}}
+    (axes,) = reports.parameter_figure(history, truth).axes
+    assert list(axes.lines[0].get_ydata()) == pytest.approx([start.mean.item(), end.mean.item()])
+    target = TruncatedNormal(1.2, 0.3, 0.0, 1.0).mean.item()
+    assert [line.get_ydata()[0] for line in axes.lines[1:]] == pytest.approx([target]), "the truth's own mean"
+
+
 def test_loss_figure_skips_missing_values():
     figure = reports.loss_figure(make_history())
     losses, outputs, reward = figure.axes

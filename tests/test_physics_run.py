@@ -93,9 +93,9 @@ def test_restitution_is_recovered_from_target_clips_and_the_scene_is_restored(sc
         pass
     seconds = time.perf_counter() - started
     learned = session.optimizer.space.values()["restitution"]
-    print(f"restitution μ {learned['mu']:.3f} σ {learned['sigma']:.3f}, {session.renders} clips, {seconds:.1f} s")
+    print(f"restitution mean {learned['mean']:.3f} std {learned['std']:.3f}, {session.renders} clips, {seconds:.1f} s")
     assert session.status == "finished" and session.renders == 40 * 16
-    assert abs(learned["mu"] - TRUTH_MU) < 0.1, learned
+    assert abs(learned["mean"] - TRUTH_MU) < 0.1, learned
     assert session.target_report.summary().startswith("32 target clips")
     assert diff(before, state(bpy, scene)) == []
     result = json.loads(session.result_path.read_text())

@@ -236,3 +236,7 @@ def test_distribution_text(ui):
     assert text({"distribution": "lognormal", "mu": 0.0, "sigma": 0.4}) == "log μ 0  σ 0.4  (median 1)"
     assert text({"distribution": "categorical", "probs": {"SUN": 0.7, "POINT": 0.3}}) == "SUN 70%, POINT 30%"
     assert text({"distribution": "bernoulli", "p": 0.25}) == "p(on) 0.25"
+    start = {"distribution": "truncnormal", "mu": 1.29, "sigma": 0.5, "low": 0.0, "high": 1.0}  # a spec's fields
+    assert text(start) == "μ 1.29  σ 0.5  [0, 1]"
+    learned = {"distribution": "truncnormal", "mean": 0.7051, "std": 0.2272, "parent_mu": 1.29, "parent_sigma": 0.5}
+    assert text({**learned, "low": 0.0, "high": 1.0}) == "mean 0.7051  std 0.2272  [0, 1]"  # its own, not μ's

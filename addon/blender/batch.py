@@ -23,6 +23,7 @@ import bpy
 
 from ..engine import diagnostics
 from ..engine.errors import ConfigError, SceneFitError
+from ..engine.presets import OBJECTIVES
 from . import rna
 from .clip_targets import save_clip
 from .clips import ClipRenderer, ClipSettings
@@ -51,6 +52,7 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--engine", choices=ENGINES, help="render engine")
     parse.add_argument("--samples", type=int, help="render samples (Cycles/EEVEE samples, Workbench AA)")
     parse.add_argument("--resume", help="checkpoint.pt of an earlier run to continue")
+    parse.add_argument("--objective", choices=OBJECTIVES, help="how renders are compared with the targets")
     parse.add_argument("--scene", help="scene to run on (default: the active scene)")
     parse.add_argument(
         "--build-scene",
@@ -130,10 +132,7 @@ def _run(args: argparse.Namespace) -> int:
     session = Session(scene, config, tick_seconds=TICK_SECONDS, on_step=report, truth=truth)
     session.start()
     goal["step"] = session.optimizer.step + config.steps
-    _say(
-        f"scenefit: {session.target_report.summary()}; {config.steps} steps of {config.batch_size} renders "
-        f"({config.engine}, {config.resolution[0]}×{config.resolution[1]}) → {config.output_dir}"
-    )
+    _say("\n".join(settings_lines(config, session)))
     # During the run Ctrl-C only asks to stop: Blender calls Python handlers (frame change, render) inside
     # renders, and a KeyboardInterrupt raised there is printed and swallowed by Blender, not seen here.
     stop_requested: list[int] = []
@@ -212,6 +211,8 @@ def _config(args: argparse.Namespace, scene: bpy.types.Scene) -> tuple[RunConfig
         "resume": args.resume,
     }
     config = config.replace(**{k: v for k, v in overrides.items() if v is not None})
+    if args.objective is not None:
+        config = config.replace(optimizer={**config.optimizer, "objective": args.objective})
     if not config.output_dir:
         raise ConfigError("no output folder: give --output")
     return config, preset
@@ -277,6 +278,39 @@ def render_truth_targets(
         rna.restore(saved)
 
 
+def settings_lines(config: RunConfig, session: Session) -> list[str]:
+    """Every setting of a started run, one per line, printed as one block before the first step. Objective and
+    baseline are the optimizer's own (a resumed run's come from its checkpoint); the specs show the distributions
+    they start from (a resumed run continues from the checkpoint's)."""
+    optimizer = session.optimizer
+    width, height = config.resolution
+    rows = [
+        ("engine", config.engine),
+        ("samples", str(config.samples)),
+        ("resolution", f"{width}×{height}, {'RGBA' if config.channels == 4 else 'RGB'}"),
+        ("objective", optimizer.config.objective),
+        ("baseline", optimizer.config.estimator.baseline),
+        ("steps", f"{config.steps}" + (f" after the checkpoint's {optimizer.step}" if config.resume else "")),
+        ("batch size", str(config.batch_size)),
+        ("seed", str(config.seed)),
+        ("targets", session.target_report.summary()),
+        ("output", config.output_dir),
+    ]
+    if config.clips is not None:
+        clip = ClipSettings.from_dict(config.clips)
+        rows.append(("clips", f"frames {clip.frame_start}–{clip.frame_end} every {clip.stride} ({clip.length})"))
+    if config.resume:
+        rows.append(("resume", config.resume))
+    for spec in config.specs:
+        distribution = dict(spec.distribution)
+        kind = distribution.pop("kind", "?")
+        values = " ".join(f"{k}={_show(v)}" for k, v in distribution.items())
+        where = f"{spec.id_type} {spec.id_name!r} {spec.data_path}"
+        rows.append((f"spec {spec.label!r}", f"{where} ~ {kind} {values}".rstrip()))
+    width = max(len(name) for name, _ in rows)
+    return ["scenefit: run settings", *(f"  {name.ljust(width)}  {value}" for name, value in rows)]
+
+
 def _step_line(entry: Mapping[str, Any], goal: int) -> str:
     parts = [f"step {entry['step']}/{goal}", f"renders {entry['renders']}", _values(entry.get("values", {}))]
     for key, name in (("d_loss", "loss"), ("d_real", "D(real)"), ("d_sim", "D(sim)")):
@@ -285,16 +319,17 @@ def _step_line(entry: Mapping[str, Any], goal: int) -> str:
     return "  ".join(parts)
 
 
-def _values(parameters: Mapping[str, Mapping[str, Any]]) -> str:
-    def show(value: Any) -> str:
-        if isinstance(value, float):
-            return f"{value:.4g}"
-        if isinstance(value, list):
-            return "[" + ", ".join(show(v) for v in value) + "]"
-        return str(value)
+def _show(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return str(value)
 
+
+def _values(parameters: Mapping[str, Mapping[str, Any]]) -> str:
     return "; ".join(
-        f"{label} " + " ".join(f"{k}={show(v)}" for k, v in values.items() if k not in ("distribution", "id", "path"))
+        f"{label} " + " ".join(f"{k}={_show(v)}" for k, v in values.items() if k not in ("distribution", "id", "path"))
         for label, values in parameters.items()
     )
 

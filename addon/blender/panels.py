@@ -34,6 +34,11 @@ def distribution_text(entry: dict[str, Any], unit: str = "NONE") -> str:
     """A distribution in one short line: a learned entry (``obj["scenefit"][label]``, kind under
     "distribution") or spec fields in the same form. Angles in degrees; log-normal parameters are of log x."""
     kind = entry.get("distribution", "")
+    if kind == "truncnormal" and "mean" in entry:  # learned: its own mean and std, not its parent's μ and σ
+        return (
+            f"mean {_number(entry['mean'], unit)}  std {_number(entry['std'], unit)}  "
+            f"[{_number(entry['low'], unit)}, {_number(entry['high'], unit)}]"
+        )
     if kind in ("normal", "truncnormal"):
         text = f"μ {_number(entry['mu'], unit)}  σ {_number(entry['sigma'], unit)}"
         if kind == "truncnormal":

@@ -124,6 +124,30 @@ class RunConfig:
     def replace(self, **changes: Any) -> RunConfig:
         return RunConfig.from_dict({**self.to_dict(), **changes})
 
+    def optimizer_config(self) -> Any:
+        """The run's ``engine.optimizer.OptimizerConfig`` (needs torch): SceneFit's defaults
+        (``OptimizerConfig.default()``) with ``optimizer``'s settings over them — ``estimator`` and
+        ``objective_options`` merged key by key — and this config's batch_size and seed. ConfigError names a bad
+        setting."""
+        from ..engine.optimizer import OptimizerConfig
+
+        default = OptimizerConfig.default()
+        overrides = dict(self.optimizer)
+        misplaced = sorted({"batch_size", "seed"} & set(overrides))
+        if misplaced:
+            raise ConfigError(
+                f"optimizer: {misplaced} are run settings: set them at the top level of the configuration"
+            )
+        for name, base in (
+            ("estimator", default.estimator.to_dict()),
+            ("objective_options", default.objective_options),
+        ):
+            if isinstance(overrides.get(name), Mapping):
+                overrides[name] = {**base, **overrides[name]}
+        return OptimizerConfig.from_dict(
+            {**default.to_dict(), **overrides, "batch_size": self.batch_size, "seed": self.seed}
+        )
+
     @classmethod
     def from_preset(cls, preset: Any) -> RunConfig:
         """The run a validated preset (``engine.presets.Preset``) describes; targets and output come from the
@@ -179,6 +203,9 @@ def _spec_from_dict(data: Any) -> SpecConfig:
     names = [f.name for f in fields(SpecConfig)]
     if not isinstance(data, Mapping) or set(data) != set(names):
         raise ConfigError(f"each spec needs exactly the keys {names}, got {data!r}")
+    for name in names[:-1]:
+        if not isinstance(data[name], str):
+            raise ConfigError(f"spec {data['label']!r}: {name} must be a string, got {data[name]!r}")
     if not isinstance(data["distribution"], Mapping):
         raise ConfigError(f"spec {data['label']!r}: distribution must be a mapping, got {data['distribution']!r}")
     return SpecConfig(**{**data, "distribution": dict(data["distribution"])})
@@ -446,7 +473,7 @@ class Session:
         except ModuleNotFoundError as error:
             raise SceneFitError(str(error)) from None
         from ..engine.distributions import ParameterSpace, distribution_from_dict
-        from ..engine.optimizer import AskTellOptimizer, OptimizerConfig
+        from ..engine.optimizer import AskTellOptimizer
 
         distributions = {}
         for label, engine in engine_space.items():
@@ -455,12 +482,7 @@ class Session:
             except DistributionError as error:
                 raise SpecError(f"{self.parameters[label].bound.culprit}: {error}") from None
         config = self.config
-        overrides = dict(config.optimizer)
-        if isinstance(overrides.get("estimator"), Mapping):
-            overrides["estimator"] = {**OptimizerConfig.default().estimator.to_dict(), **overrides["estimator"]}
-        optimizer_config = OptimizerConfig.from_dict(
-            {**OptimizerConfig.default().to_dict(), **overrides, "batch_size": config.batch_size, "seed": config.seed}
-        )
+        optimizer_config = config.optimizer_config()
         if not config.resume:
             return AskTellOptimizer(ParameterSpace(distributions), targets, optimizer_config)
         optimizer = AskTellOptimizer.load_checkpoint(config.resume, targets)

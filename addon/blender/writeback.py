@@ -2,8 +2,10 @@
 
 ``obj["scenefit"]`` maps each learned parameter's label to its path and distribution, e.g.
 ``{"yaw": {"path": "rotation_euler[2]", "distribution": "normal", "mu": 1.04, "sigma": 0.09}}`` — readable in
-Object ▸ Custom Properties. Categorical probabilities are stored by choice (``{"probs": {"SUN": 0.7, …}}``)
-because custom properties cannot hold lists of text.
+Object ▸ Custom Properties. The values are the engine's ``values()``: a truncated normal gives its own "mean" and
+"std" (always within its bounds) and its parent normal's "parent_mu" and "parent_sigma". Categorical
+probabilities are stored by choice (``{"probs": {"SUN": 0.7, …}}``) because custom properties cannot hold lists
+of text.
 """
 
 from __future__ import annotations

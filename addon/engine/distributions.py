@@ -26,6 +26,8 @@ Value = float | int | bool
 LOGIT_LIMIT = 30.0
 PROB_TOLERANCE = 1e-6
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+# How closely a derived value given back to from_dict (a truncated normal's mean, std) must match the parameters.
+DERIVED_TOLERANCE = 1e-6
 
 
 def _real(kind: str, name: str, value: Any) -> float:
@@ -49,9 +51,13 @@ class Distribution:
     """One scalar scene parameter. Subclasses define ``kind``, their parameter tensors and the maths."""
 
     kind: ClassVar[str]
-    # Keys of ``values()`` that ``from_dict`` requires, and those it accepts but does not require.
+    # The keys ``from_dict`` requires (the constructor's), and those it accepts but does not require.
     required_keys: ClassVar[tuple[str, ...]]
     optional_keys: ClassVar[tuple[str, ...]] = ()
+    # Where ``values()`` reports a parameter under another name (reported name → constructor key), and the keys
+    # it adds that follow from the parameters: ``from_dict`` reads both back (derived values must agree).
+    reported_keys: ClassVar[dict[str, str]] = {}
+    derived_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: dict[str, torch.Tensor], fixed: bool) -> None:
         if not isinstance(fixed, bool):
@@ -220,12 +226,16 @@ class TruncatedNormal(_LocationScale):
     """Normal(mu, σ) restricted to [low, high] and renormalised; for properties with hard limits.
 
     mu and σ are those of the parent normal; mu may lie outside [low, high] (a density falling off from a bound is a
-    legitimate fit). The maths runs in float64 and on the side of the lighter tail, so it stays finite even when
-    [low, high] lies many σ from mu.
+    legitimate fit). The distribution's own moments are :attr:`mean`, :attr:`variance` and :attr:`stddev`, and
+    ``values()`` reports them as "mean" and "std", with the parent's parameters as "parent_mu" and
+    "parent_sigma" (a parent μ of 1.29 on [0, 1] is a mean of about 0.6). The maths runs in float64 and on the
+    side of the lighter tail, so it stays finite even when [low, high] lies many σ from mu.
     """
 
     kind = "truncnormal"
     required_keys = ("mu", "sigma", "low", "high")
+    reported_keys = {"parent_mu": "mu", "parent_sigma": "sigma"}
+    derived_keys = ("mean", "std")
 
     def __init__(self, mu: float, sigma: float, low: float, high: float, fixed: bool = False) -> None:
         self.low, self.high = _real(self.kind, "low", low), _real(self.kind, "high", high)
@@ -275,15 +285,46 @@ class TruncatedNormal(_LocationScale):
     def decode(self, x: float) -> float:
         return min(max(float(x), self.low), self.high)
 
+    def _moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """E[x] and Var[x] of the truncated distribution (float64, differentiable): with Z = Φ(β) − Φ(α),
+        E = μ + σ(φ(α) − φ(β))/Z and Var = σ²(1 + (αφ(α) − βφ(β))/Z − ((φ(α) − φ(β))/Z)²)."""
+        mu, sigma, alpha, beta = self._standardised()
+        log_mass = self._log_mass(alpha, beta)
+        phi_alpha, phi_beta = torch.exp(_log_phi(alpha) - log_mass), torch.exp(_log_phi(beta) - log_mass)
+        shift = phi_alpha - phi_beta
+        mean = (mu + sigma * shift).clamp(self.low, self.high)
+        variance = (sigma * sigma * (1 + alpha * phi_alpha - beta * phi_beta - shift * shift)).clamp(min=0.0)
+        return mean, variance
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """The truncated distribution's mean (float64), always within [low, high]."""
+        return self._moments()[0]
+
+    @property
+    def variance(self) -> torch.Tensor:
+        return self._moments()[1]
+
+    @property
+    def stddev(self) -> torch.Tensor:
+        return self.variance.sqrt()
+
     def mean_value(self) -> float:
         with torch.no_grad():
-            mu, sigma, alpha, beta = self._standardised()
-            log_mass = self._log_mass(alpha, beta)
-            mean = mu + sigma * (torch.exp(_log_phi(alpha) - log_mass) - torch.exp(_log_phi(beta) - log_mass))
-        return self.decode(mean.item())
+            return self.decode(self.mean.item())
 
     def values(self) -> dict[str, Any]:
-        return {**super().values(), "low": self.low, "high": self.high}
+        with torch.no_grad():
+            mean, variance = self._moments()
+        parent = super().values()
+        return {
+            "mean": mean.item(),
+            "std": math.sqrt(variance.item()),
+            "parent_mu": parent["mu"],
+            "parent_sigma": parent["sigma"],
+            "low": self.low,
+            "high": self.high,
+        }
 
 
 class Categorical(Distribution):
@@ -381,13 +422,22 @@ KINDS: dict[str, type[Distribution]] = {
 
 
 def distribution_from_dict(d: Mapping[str, Any]) -> Distribution:
-    """Inverse of ``Distribution.to_dict``; ``fixed`` may be omitted (false). Unknown keys are rejected."""
+    """Inverse of ``Distribution.to_dict``; ``fixed`` may be omitted (false). Unknown keys are rejected. Takes the
+    constructor's keys or the form ``values()`` reports (a truncated normal's parent_mu/parent_sigma for mu/sigma;
+    its mean and std, derived, must then agree with them)."""
     if not isinstance(d, Mapping):
         raise DistributionError(f"a distribution must be a mapping with a 'kind', got {d!r}")
     kind = d.get("kind")
     if kind not in KINDS:
         raise DistributionError(f"unknown distribution kind {kind!r}; expected one of {sorted(KINDS)}")
     cls = KINDS[kind]
+    d = dict(d)
+    for reported, key in cls.reported_keys.items():
+        if reported in d:
+            if key in d:
+                raise DistributionError(f"{kind}: give {key!r} or {reported!r} (the same parameter), not both")
+            d[key] = d.pop(reported)
+    derived = {key: d.pop(key) for key in cls.derived_keys if key in d}
     missing = [key for key in cls.required_keys if key not in d]
     if missing:
         raise DistributionError(f"{kind}: missing key(s) {missing}")
@@ -395,7 +445,17 @@ def distribution_from_dict(d: Mapping[str, Any]) -> Distribution:
     if unknown:
         raise DistributionError(f"{kind}: unknown key(s) {unknown}")
     args = {key: d[key] for key in (*cls.required_keys, *cls.optional_keys) if key in d}
-    return cls(**args, fixed=d.get("fixed", False))
+    distribution = cls(**args, fixed=d.get("fixed", False))
+    if derived:
+        values = distribution.values()
+        for key, value in derived.items():
+            number = _real(kind, key, value)
+            if not math.isclose(number, values[key], rel_tol=DERIVED_TOLERANCE, abs_tol=DERIVED_TOLERANCE):
+                raise DistributionError(
+                    f"{kind}: {key}={value!r} does not follow from the parameters, which give {values[key]!r}; "
+                    f"{key} is reported, not set: leave it out or change the parameters"
+                )
+    return distribution
 
 
 class ParameterSpace:

@@ -166,15 +166,21 @@ def _plot_parameter(axes, steps: np.ndarray, values: list[Mapping[str, Any] | No
     if not present:
         return
     sample = present[0]
-    if "mu" in sample and "sigma" in sample:
-        mu = np.array([_number(v.get("mu")) if v else math.nan for v in values])
-        sigma = np.array([_number(v.get("sigma")) if v else math.nan for v in values])
+    # A truncated normal reports its own mean and std (its parent's μ may lie outside the bounds).
+    location, scale = ("mean", "std") if "mean" in sample and "std" in sample else ("mu", "sigma")
+    if location in sample and scale in sample:
+        mu = np.array([_number(v.get(location)) if v else math.nan for v in values])
+        sigma = np.array([_number(v.get(scale)) if v else math.nan for v in values])
         axes.plot(steps, mu, color="C0", label="μ")
         axes.fill_between(steps, mu - sigma, mu + sigma, color="C0", alpha=0.25, label="μ ± σ")
-        if truth and "mu" in truth:
-            axes.axhline(truth["mu"], color="C3", linestyle="--", label="target μ")
-            if "sigma" in truth:
-                low, high = truth["mu"] - truth["sigma"], truth["mu"] + truth["sigma"]
+        if truth and location == "mean" and "mean" not in truth and "kind" in truth:
+            from .distributions import distribution_from_dict  # torch: only for a truncated normal's truth
+
+            truth = distribution_from_dict(truth).values()
+        if truth and location in truth:
+            axes.axhline(truth[location], color="C3", linestyle="--", label="target μ")
+            if scale in truth:
+                low, high = truth[location] - truth[scale], truth[location] + truth[scale]
                 axes.axhspan(low, high, color="C3", alpha=0.08, label="target μ ± σ")
         axes.set_ylabel("μ ± σ")
     elif "probs" in sample:
@@ -196,8 +202,8 @@ def _plot_parameter(axes, steps: np.ndarray, values: list[Mapping[str, Any] | No
 
 
 def parameter_figure(history: Sequence[Mapping[str, Any]], truth: Mapping[str, Mapping[str, Any]] | None = None):
-    """One panel per parameter: μ ± σ (normal, lognormal: of log x, truncnormal), probabilities (categorical) or p
-    (bernoulli) over steps, with the target distribution dashed when ``truth`` names it."""
+    """One panel per parameter: μ ± σ (normal, lognormal: of log x, truncnormal: its own mean ± std), probabilities
+    (categorical) or p (bernoulli) over steps, with the target distribution dashed when ``truth`` names it."""
     labels = _labels(history)
     if not labels:
         raise ReportError("the history holds no parameter values to plot")
