@@ -3,7 +3,8 @@
 fitted with SceneFit's DEFAULT settings.
 
 A short run must make clear progress: every μ ends at most half as far from the truth as it started (for the
-categorical, the total-variation distance to the true probabilities halves). And SceneFit's own renders must change
+categorical, the total-variation distance to the true probabilities halves), from renders that change (a run whose
+renders are all the same image gets no credit for where its μ wandered). And SceneFit's own renders must change
 with every learned property. On the code of issue #12 several scenes fail: that is what this file measures.
 """
 
@@ -56,6 +57,8 @@ def test_a_short_default_fit_makes_clear_progress(scenefit, session_module, name
         for label in case.labels
     )
     spread = f"mean batch spread first/last {outcome.batch_spread[0]:.4f}/{outcome.batch_spread[-1]:.4f}"
+    # A run whose renders never change learns nothing from them, whatever its μ does: no credit for a random walk.
+    assert max(outcome.batch_spread) > 0, f"{case.name}: every render of the run was the same image; {report}"
     assert all(end[label] <= 0.5 * start[label] for label in case.labels), f"{case.name}: {report}; {spread}"
 
 
