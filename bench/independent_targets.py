@@ -4,10 +4,14 @@ The scenes and their plain targets come from ``tests/independent_scenes.py``: bu
 preset or builder), 64 targets per scene rendered by a plain ``bpy.ops.render.render(write_still=True)`` loop at the
 scene's own saved settings (scene 5: twice the size and samples), values drawn from the truth with numpy. Each scene
 is then fitted once per seed through the product's path (``Session.step()`` with its training thread) with
-SceneFit's DEFAULT optimizer, the scene's engine and samples, 64×64 training renders. Per run it prints the final μ
+SceneFit's DEFAULT optimizer, the scene's engine and samples, 64×64 training renders.
+
+Per scene: whether SceneFit's own renders change with each property (max |Δpixel| over probe values, 0 = frozen)
+and the "target gap", the mean |Δpixel| between a plain target and SceneFit's training render of the same values
+(the truth's centre: render noise plus the colour pipeline, what no parameter explains). Per run: the final μ
 error of every property (TV distance for the categorical), the σ ratio learned/true, whether every μ ends inside
-its tolerance, and the renders after which it stayed inside for good; per scene whether SceneFit's own renders
-change with each property (0 = frozen); then a table.
+its tolerance, the renders after which it stayed inside for good, and how closely the run's renders followed its
+samples (distinct images ÷ distinct sampled values per batch; 1 = every sample its own image). Then a table.
 
     .venv/bin/python bench/independent_targets.py                       # 6 scenes × 5 seeds, 100 steps × 16
     .venv/bin/python bench/independent_targets.py --scenes gn_radius --seeds 1 --steps 30 --batch 8 --targets 32
@@ -68,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     import bpy
 
     session_module = common.module(ext, "addon.blender.session")
+    targets_module = common.module(ext, "addon.blender.targets")
+    size = (args.size, args.size)
     budget = args.steps * args.batch
     print(
         f"protocol: {args.targets} plain targets per scene (numpy seed {args.target_seed}); SceneFit defaults, "
@@ -86,11 +92,13 @@ def main(argv: list[str] | None = None) -> int:
             plain = ind.render_targets(bpy, case, targets, count=args.targets, seed=args.target_seed)
             target_seconds = time.perf_counter() - started
             followed = ind.scenefit_sensitivity(session_module, case, targets, workdir / name / "probe")
+            gap = ind.pipeline_gap(bpy, session_module, targets_module, case, targets, workdir / name / "gap", size)
             override = f", targets with {case.target_override}" if case.target_override else ""
             print(
                 f"\n{case.name} ({case.title}): {case.settings()}{override}; {args.targets} targets in "
                 f"{target_seconds:.1f} s; max |Δpixel| per property, plain {_fmt(plain['sensitivity'])}, "
-                f"SceneFit {_fmt(followed)}",
+                f"SceneFit {_fmt(followed)}; plain target vs SceneFit render at the truth's centre: mean |Δ| "
+                f"{gap['mean']:.4f}, max {gap['max']:.3f}",
                 flush=True,
             )
             runs = []
@@ -103,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.steps,
                     args.batch,
                     seed,
-                    (args.size, args.size),
+                    size,
                 )
                 final = outcome.values() if outcome.history else case.start()
                 start_errors, final_errors = ind.errors(case, case.start()), ind.errors(case, final)
@@ -119,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                     "seconds": outcome.seconds,
                     "final": final,
                     "batch_spread": [outcome.batch_spread[0], outcome.batch_spread[-1]],
+                    "follow_ratio": outcome.follow_ratio,
                 }
                 runs.append(figure)
                 parts = []
@@ -131,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 print(
                     f"  seed {seed}: {'; '.join(parts)}; inside at the end: {figure['inside_at_end']}, for good from "
-                    f"{figure['renders_to_stay']} of {budget} renders; batch spread first/last "
-                    f"{figure['batch_spread'][0]:.4f}/{figure['batch_spread'][1]:.4f}; {outcome.seconds:.0f} s",
+                    f"{figure['renders_to_stay']} of {budget} renders; renders follow the samples "
+                    f"{outcome.follow_ratio:.2f}; {outcome.seconds:.0f} s",
                     flush=True,
                 )
             results[name] = {
@@ -144,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                 "tolerance": case.tolerance,
                 "plain_sensitivity": plain["sensitivity"],
                 "scenefit_sensitivity": followed,
+                "pipeline_gap": gap,
                 "runs": runs,
             }
             errors_column = []
@@ -159,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(
                 (
                     case.name,
-                    "yes" if all(v > 0 for v in followed.values()) else "NO: " + ",".join(_frozen(followed)),
+                    ("yes" if all(v > 0 for v in followed.values()) else "NO: " + ",".join(_frozen(followed)))
+                    + f"; run {common.median(r['follow_ratio'] for r in runs):.2f}",
+                    f"{gap['mean']:.4f}",
                     f"{sum(r['inside_at_end'] for r in runs)}/{len(runs)}",
                     f"{common.median(r['renders_to_stay'] for r in runs):.0f} of {budget}",
                     "; ".join(errors_column),
@@ -171,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         "scene",
         "SceneFit renders follow",
+        "target gap",
         "inside at the end",
         "median renders to stay",
         "final μ error per seed",

@@ -296,18 +296,27 @@ def _quiet() -> Iterator[None]:
 @dataclass
 class Outcome:
     """A finished SceneFit run: per-step history (``values`` = learned distributions, ``renders`` so far), renders,
-    seconds, and the spread of each batch's renders (mean over pixels of the std across the batch: 0 means every
-    render of the batch was the same image)."""
+    seconds, and per batch: the spread of its renders (mean over pixels of the std across the batch: 0 means every
+    render of the batch was the same image) and (distinct images, distinct sampled values) — a renderer that follows
+    the samples gives as many different images as different values."""
 
     history: list[dict[str, Any]]
     renders: int
     seconds: float
     status: str
     batch_spread: list[float]
+    batch_distinct: list[tuple[int, int]]
     output_dir: Path
 
     def values(self, step: int = -1) -> dict[str, dict[str, Any]]:
         return self.history[step]["values"]
+
+    @property
+    def follow_ratio(self) -> float:
+        """Distinct images ÷ distinct sampled values over the run's batches: 1 when every different sample gave a
+        different render, about 1/batch when the renders were frozen."""
+        values = sum(v for _, v in self.batch_distinct)
+        return sum(i for i, _ in self.batch_distinct) / values if values else 0.0
 
 
 def run_config(
@@ -349,15 +358,23 @@ def run_scenefit(
     config = run_config(session_module, case, targets, output_dir, steps, batch_size, seed, resolution)
     session = session_module.Session(case.scene, config, tick_seconds=0.5)
     spread: list[float] = []
+    distinct: list[tuple[int, int]] = []
+    applied: list[tuple[Any, ...]] = []
     started = time.perf_counter()
     session.start()
-    batch = session.report.batch
+    batch, apply = session.report.batch, session._apply
 
-    def spy(index: int, images: Sequence[np.ndarray], renders: int) -> Any:
+    def apply_spy(values: Mapping[str, Any]) -> None:  # the values of the sample about to be rendered
+        applied.append(tuple(values[label] for label in case.labels))
+        apply(values)
+
+    def batch_spy(index: int, images: Sequence[np.ndarray], renders: int) -> Any:
         spread.append(float(np.stack(images).std(axis=0).mean()))
+        rendered = {np.ascontiguousarray(image).tobytes() for image in images}
+        distinct.append((len(rendered), len(set(applied[-len(images) :]))))
         return batch(index, images, renders)
 
-    session.report.batch = spy
+    session._apply, session.report.batch = apply_spy, batch_spy
     while session.step():  # the bpy module has no event loop: timers never fire
         pass
     return Outcome(
@@ -366,6 +383,7 @@ def run_scenefit(
         time.perf_counter() - started,
         session.status,
         spread,
+        distinct,
         output_dir,
     )
 
@@ -374,24 +392,62 @@ def scenefit_sensitivity(session_module: Any, case: Case, targets: Path, output_
     """label → max |Δpixel| between renders made through SceneFit's own path (a started Session: its render
     override and value assignment) at the property's :func:`probe_values`, the others at their start centres.
     0 means SceneFit's renders do not change with that property (e.g. frozen by Cycles' persistent data)."""
-    config = run_config(session_module, case, targets, output_dir, 1, 2, 0)
+    base = {spec["label"]: central(spec["distribution"]) for spec in case.specs}
+    result = {}
+    with _probe_session(session_module, case, targets, output_dir) as render:
+        for label in case.labels:
+            images = [render({**base, label: value}) for value in probe_values(case, label)]
+            result[label] = max(float(np.abs(image - images[0]).max()) for image in images[1:])
+    return result
+
+
+def pipeline_gap(
+    bpy: Any,
+    session_module: Any,
+    targets_module: Any,
+    case: Case,
+    targets: Path,
+    folder: Path,
+    resolution: tuple[int, int] = TRAINING_SIZE,
+) -> dict[str, float]:
+    """What the parameters cannot explain: mean and max |Δpixel| between a plain target at the truth's centres
+    (the target loop's settings, loaded the way SceneFit loads targets, ``targets_module.load_targets``) and
+    SceneFit's own training render of the same values. Includes render noise (Cycles) and the colour pipeline."""
+    values = {label: central(case.truth[label]) for label in case.labels}
+    folder.mkdir(parents=True, exist_ok=True)
+    with _target_settings(case.scene, case.target_override):
+        for label, value in values.items():
+            case.setters[label](value)
+        _render_still(bpy, case.scene, folder / "truth.png")
+    for label, spec in zip(case.labels, case.specs, strict=True):
+        case.setters[label](central(spec["distribution"]))
+    target = targets_module.load_targets(folder / "truth.png", resolution)[0][0]
+    with _probe_session(session_module, case, targets, folder / "run", resolution) as render:
+        image = render(values)
+    difference = np.abs(image.astype(np.float64) - target)
+    return {"mean": float(difference.mean()), "max": float(difference.max())}
+
+
+@contextlib.contextmanager
+def _probe_session(
+    session_module: Any, case: Case, targets: Path, output_dir: Path, resolution: tuple[int, int] = TRAINING_SIZE
+) -> Iterator[Callable[[Mapping[str, Any]], np.ndarray]]:
+    """A started Session (its render override in place); yields render(values) → SceneFit's training render of
+    those scene values, through its own value assignment. Stopped (and the scene restored) on exit."""
+    config = run_config(session_module, case, targets, output_dir, 1, 2, 0, resolution)
     session = session_module.Session(case.scene, config)
     session.start()
-    try:
-        base = {spec["label"]: central(spec["distribution"]) for spec in case.specs}
 
-        def engine_value(label: str, value: Any) -> Any:  # a categorical's sample is the index of its choice
+    def render(values: Mapping[str, Any]) -> np.ndarray:
+        engine = {}
+        for label, value in values.items():  # a categorical's sample is the index of its choice
             choices = session.parameters[label].choices
-            return choices.index(value) if choices is not None else value
+            engine[label] = choices.index(value) if choices is not None else value
+        session._apply(engine)
+        return session._renderer.render()
 
-        result = {}
-        for label in case.labels:
-            images = []
-            for value in probe_values(case, label):
-                session._apply({o: engine_value(o, value if o == label else v) for o, v in base.items()})
-                images.append(session._renderer.render())
-            result[label] = max(float(np.abs(image - images[0]).max()) for image in images[1:])
-        return result
+    try:
+        yield render
     finally:
         session.stop()
 

@@ -56,10 +56,13 @@ def test_a_short_default_fit_makes_clear_progress(scenefit, session_module, name
         f"{end[label]:.3f})"
         for label in case.labels
     )
-    spread = f"mean batch spread first/last {outcome.batch_spread[0]:.4f}/{outcome.batch_spread[-1]:.4f}"
-    # A run whose renders never change learns nothing from them, whatever its μ does: no credit for a random walk.
-    assert max(outcome.batch_spread) > 0, f"{case.name}: every render of the run was the same image; {report}"
-    assert all(end[label] <= 0.5 * start[label] for label in case.labels), f"{case.name}: {report}; {spread}"
+    follow = (
+        f"renders follow the samples {outcome.follow_ratio:.2f} (distinct images ÷ distinct values per batch, "
+        f"first/last {outcome.batch_distinct[0]}/{outcome.batch_distinct[-1]})"
+    )
+    # A run whose renders do not follow its samples learns nothing from them, wherever its μ wanders: no credit.
+    assert outcome.follow_ratio >= 0.9, f"{case.name}: {follow}; {report}"
+    assert all(end[label] <= 0.5 * start[label] for label in case.labels), f"{case.name}: {report}; {follow}"
 
 
 @pytest.mark.parametrize("name", list(ind.SCENES))
