@@ -314,9 +314,16 @@ class Outcome:
     @property
     def follow_ratio(self) -> float:
         """Distinct images ÷ distinct sampled values over the run's batches: 1 when every different sample gave a
-        different render, about 1/batch when the renders were frozen."""
-        values = sum(v for _, v in self.batch_distinct)
-        return sum(i for i, _ in self.batch_distinct) / values if values else 0.0
+        different render, about 1/batch when the renders were frozen (or the samples all lie where the property
+        changes nothing in the picture, e.g. a ball sunk under the floor)."""
+        return self.follow_ratio_of(None)
+
+    def follow_ratio_of(self, batches: int | None) -> float:
+        """:attr:`follow_ratio` over the first ``batches`` batches (None: all), where the samples still lie around
+        the start, which every scene shows."""
+        counts = self.batch_distinct[:batches]
+        values = sum(v for _, v in counts)
+        return sum(i for i, _ in counts) / values if values else 0.0
 
 
 def run_config(
