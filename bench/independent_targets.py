@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                     "final": final,
                     "batch_spread": [outcome.batch_spread[0], outcome.batch_spread[-1]],
                     "follow_ratio": outcome.follow_ratio,
+                    "follow_ratio_first_5": outcome.follow_ratio_of(5),
                 }
                 runs.append(figure)
                 parts = []
@@ -141,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"  seed {seed}: {'; '.join(parts)}; inside at the end: {figure['inside_at_end']}, for good from "
                     f"{figure['renders_to_stay']} of {budget} renders; renders follow the samples "
-                    f"{outcome.follow_ratio:.2f}; {outcome.seconds:.0f} s",
+                    f"{outcome.follow_ratio:.2f} (first 5 batches {outcome.follow_ratio_of(5):.2f}); "
+                    f"{outcome.seconds:.0f} s",
                     flush=True,
                 )
             results[name] = {
@@ -170,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                 (
                     case.name,
                     ("yes" if all(v > 0 for v in followed.values()) else "NO: " + ",".join(_frozen(followed)))
-                    + f"; run {common.median(r['follow_ratio'] for r in runs):.2f}",
+                    + f"; run {common.median(r['follow_ratio_first_5'] for r in runs):.2f}",
                     f"{gap['mean']:.4f}",
                     f"{sum(r['inside_at_end'] for r in runs)}/{len(runs)}",
                     f"{common.median(r['renders_to_stay'] for r in runs):.0f} of {budget}",
