@@ -750,8 +750,8 @@ def driven_choice(bpy: Any) -> Case:
 
 
 def hires_targets(bpy: Any) -> Case:
-    """5. A ball's height over a floor, Cycles 8 spp 64 px Standard; the targets are rendered at twice the size and
-    twice the samples (128 px, 16 spp)."""
+    """5. A ball's height over a floor (start: resting on it, truth: floating), Cycles 8 spp 64 px Standard; the
+    targets are rendered at twice the size and twice the samples (128 px, 16 spp)."""
     scene = bpy.context.scene
     import bmesh
 
@@ -764,7 +764,7 @@ def hires_targets(bpy: Any) -> Case:
     )
     for polygon in ball.data.polygons:
         polygon.use_smooth = True
-    ball.location = (0.0, 0.0, 0.3)
+    ball.location = (0.0, 0.0, 0.5)
     _floor(bpy, scene, colour=(0.4, 0.45, 0.5))
     _sun(bpy, scene, 4.0, (0.35, 0.3, 0.5))
     _look_at(bpy, scene, (0.0, -6.0, 1.2), (0.0, 0.0, 0.7), lens=55)
@@ -779,8 +779,8 @@ def hires_targets(bpy: Any) -> Case:
         "hires_targets",
         "Ball height; targets at 2× size and samples",
         scene,
-        [_spec(label, "OBJECT", ball.name, "location[2]", _n(0.3, 0.1))],
-        {label: _n(1.0, 0.08)},
+        [_spec(label, "OBJECT", ball.name, "location[2]", _n(0.5, 0.05))],  # resting on the floor
+        {label: _n(1.1, 0.08)},
         {label: 0.05},
         {label: set_height},
         "CYCLES",
