@@ -3,8 +3,9 @@
 fitted with SceneFit's DEFAULT settings.
 
 A short run must make clear progress: every μ ends at most half as far from the truth as it started (for the
-categorical, the total-variation distance to the true probabilities halves), from renders that change (a run whose
-renders are all the same image gets no credit for where its μ wandered). And SceneFit's own renders must change
+categorical, the total-variation distance to the true probabilities halves), from renders that follow the samples
+(in the first batches each different sample must give a different image; a run whose renders stay frozen gets no
+credit for where its μ wandered). And SceneFit's own renders must change
 with every learned property. On the code of issue #12 several scenes fail: that is what this file measures.
 """
 
