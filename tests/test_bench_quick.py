@@ -81,6 +81,7 @@ def test_sample_efficiency_quick_synthetic(tmp_path):
         ("wall_clock.py", (), "end to end"),
         ("preset_check.py", (), "median renders to stay"),
         ("image_pipeline.py", (), "median gap"),
+        ("independent_targets.py", (), "SceneFit renders follow"),
     ],
 )
 def test_blender_benchmarks_quick(tmp_path, script, args, expected):
