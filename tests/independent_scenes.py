@@ -59,6 +59,11 @@ class Case:
     def labels(self) -> list[str]:
         return [spec["label"] for spec in self.specs]
 
+    def period(self, label: str) -> float | None:
+        """A full turn (2π) for a rotation, whose μ counts modulo a turn; None otherwise."""
+        path = next(spec["data_path"] for spec in self.specs if spec["label"] == label)
+        return 2 * math.pi if path.startswith("rotation_euler") else None
+
     def start(self) -> dict[str, dict[str, Any]]:
         """The start distributions in the form of a history entry's values."""
         return {spec["label"]: readable(spec["distribution"]) for spec in self.specs}
@@ -87,13 +92,18 @@ def readable(distribution: Mapping[str, Any]) -> dict[str, Any]:
     return {k: distribution[k] for k in ("mu", "sigma", "low", "high") if k in distribution}
 
 
-def mu_error(truth: Mapping[str, Any], values: Mapping[str, Any]) -> float:
-    """|μ − μ*| (LogNormal: in log space, its μ), TV distance for a categorical, |p − p*| for a Bernoulli."""
+def mu_error(truth: Mapping[str, Any], values: Mapping[str, Any], period: float | None = None) -> float:
+    """|μ − μ*| (LogNormal: in log space, its μ), TV distance for a categorical, |p − p*| for a Bernoulli.
+    ``period``: μ and μ + period render the same (a full turn of a rotation); the error is the nearest distance."""
     if truth["kind"] == "categorical":
         return 0.5 * sum(abs(float(p) - float(q)) for p, q in zip(values["probs"], truth["probs"], strict=True))
     if truth["kind"] == "bernoulli":
         return abs(float(values["p"]) - float(truth["p"]))
-    return abs(float(values["mu"]) - float(truth["mu"]))
+    difference = abs(float(values["mu"]) - float(truth["mu"]))
+    if period is not None:
+        difference %= period
+        difference = min(difference, period - difference)
+    return difference
 
 
 def sigma_ratio(truth: Mapping[str, Any], values: Mapping[str, Any]) -> float | None:
@@ -104,7 +114,7 @@ def sigma_ratio(truth: Mapping[str, Any], values: Mapping[str, Any]) -> float | 
 
 
 def errors(case: Case, values: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
-    return {label: mu_error(case.truth[label], values[label]) for label in case.labels}
+    return {label: mu_error(case.truth[label], values[label], case.period(label)) for label in case.labels}
 
 
 def inside(case: Case, values: Mapping[str, Mapping[str, Any]]) -> bool:

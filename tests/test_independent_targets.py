@@ -89,8 +89,8 @@ def test_errors_and_the_tolerance_band():
         "x",
         None,
         [
-            {"label": "a", "distribution": {"kind": "normal", "mu": 0.0, "sigma": 1.0}},
-            {"label": "c", "distribution": {"kind": "categorical", "choices": [0, 1]}},
+            {"label": "a", "data_path": "location[0]", "distribution": {"kind": "normal", "mu": 0.0, "sigma": 1.0}},
+            {"label": "c", "data_path": '["c"]', "distribution": {"kind": "categorical", "choices": [0, 1]}},
         ],
         {
             "a": {"kind": "normal", "mu": 1.0, "sigma": 0.5},
@@ -103,6 +103,10 @@ def test_errors_and_the_tolerance_band():
     )
     assert ind.errors(case, case.start()) == pytest.approx({"a": 1.0, "c": 0.3})
     assert ind.sigma_ratio(case.truth["a"], {"mu": 1.0, "sigma": 0.6}) == pytest.approx(1.2)
+    turn = 2 * math.pi
+    assert ind.mu_error({"kind": "normal", "mu": 1.0}, {"mu": 1.0 - turn + 0.1}, turn) == pytest.approx(0.1)
+    assert ind.mu_error({"kind": "normal", "mu": 1.0}, {"mu": 1.0 + 3 * turn - 0.2}, turn) == pytest.approx(0.2)
+    assert ind.mu_error({"kind": "normal", "mu": 1.0}, {"mu": 1.0 - turn + 0.1}) == pytest.approx(turn - 0.1)
 
     def entry(renders, mu, p):
         return {"renders": renders, "values": {"a": {"mu": mu, "sigma": 0.5}, "c": {"probs": [p, 1 - p]}}}
