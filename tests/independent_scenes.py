@@ -92,6 +92,12 @@ def readable(distribution: Mapping[str, Any]) -> dict[str, Any]:
     return {k: distribution[k] for k in ("mu", "sigma", "low", "high") if k in distribution}
 
 
+def parent(values: Mapping[str, Any], name: str) -> Any:
+    """A learned distribution's μ or σ as the truth states it: a truncated normal reports its own mean and std and
+    its parent's parameters as parent_mu/parent_sigma, which are what the truth gives."""
+    return values.get(f"parent_{name}", values.get(name))
+
+
 def mu_error(truth: Mapping[str, Any], values: Mapping[str, Any], period: float | None = None) -> float:
     """|μ − μ*| (LogNormal: in log space, its μ), TV distance for a categorical, |p − p*| for a Bernoulli.
     ``period``: μ and μ + period render the same (a full turn of a rotation); the error is the nearest distance."""
@@ -99,7 +105,7 @@ def mu_error(truth: Mapping[str, Any], values: Mapping[str, Any], period: float 
         return 0.5 * sum(abs(float(p) - float(q)) for p, q in zip(values["probs"], truth["probs"], strict=True))
     if truth["kind"] == "bernoulli":
         return abs(float(values["p"]) - float(truth["p"]))
-    difference = abs(float(values["mu"]) - float(truth["mu"]))
+    difference = abs(float(parent(values, "mu")) - float(truth["mu"]))
     if period is not None:
         difference %= period
         difference = min(difference, period - difference)
@@ -108,9 +114,9 @@ def mu_error(truth: Mapping[str, Any], values: Mapping[str, Any], period: float 
 
 def sigma_ratio(truth: Mapping[str, Any], values: Mapping[str, Any]) -> float | None:
     """Learned σ ÷ true σ (None for a distribution without σ)."""
-    if "sigma" not in truth or "sigma" not in values:
+    if "sigma" not in truth or parent(values, "sigma") is None:
         return None
-    return float(values["sigma"]) / float(truth["sigma"])
+    return float(parent(values, "sigma")) / float(truth["sigma"])
 
 
 def errors(case: Case, values: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:

@@ -111,6 +111,19 @@ def test_equal_rewards_with_normalisation_give_zero_not_nan():
     assert torch.equal(grad, torch.zeros(2))
 
 
+def test_equal_rewards_give_no_step_even_when_rounding_leaves_a_residue():
+    """Eight equal float32 rewards: the leave-one-out baseline leaves rounding residue (~1e-7) that normalising
+    blew up to a full-size step on no information (every advantage −23.8)."""
+    for value in (3.7, 0.1, -12.25):
+        rewards = [value] * 8
+        _, grad, _ = score(
+            EstimatorConfig(baseline="loo", normalize_advantages=True), ([0.1 * i for i in range(8)], rewards)
+        )
+        assert torch.equal(grad, torch.zeros(8)), (value, grad)
+    _, grad, _ = score(EstimatorConfig(baseline="loo", normalize_advantages=True), ([0.0] * 4, [3.7, 3.7, 3.7, 3.8]))
+    assert grad.abs().max() > 0.1  # a real difference still counts, however small the rewards' spread
+
+
 def test_entropy_bonus_is_subtracted_from_the_loss():
     estimator = ScoreFunctionEstimator(EstimatorConfig(baseline="none", entropy_weight=0.25))
     entropy = torch.tensor(1.3, requires_grad=True)

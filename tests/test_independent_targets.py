@@ -37,7 +37,7 @@ def _describe(case, label, value):
     if truth["kind"] == "categorical":
         return "probs " + "/".join(f"{p:.2f}" for p in value["probs"])
     scale = math.degrees if "rotation" in next(s["data_path"] for s in case.specs if s["label"] == label) else float
-    return f"μ {scale(value['mu']):.3f} σ {scale(value['sigma']):.3f}"
+    return f"μ {scale(ind.parent(value, 'mu')):.3f} σ {scale(ind.parent(value, 'sigma')):.3f}"
 
 
 @pytest.mark.slow

@@ -21,6 +21,9 @@ from .errors import ConfigError, TrainingError
 BASELINES = ("ema", "loo", "none")
 # Added to the advantages' standard deviation so a batch of equal rewards gives zero, not NaN.
 NORMALIZE_EPS = 1e-8
+# Rewards whose spread is below this fraction of their size are equal (float32 rounding): they carry no direction,
+# and normalising their rounding residue would make a full-size step out of nothing.
+TIED_REWARDS = 1e-5
 
 
 def _finite(name: str, value: Any) -> float:
@@ -91,7 +94,10 @@ class ScoreFunctionEstimator:
             raise TrainingError(f"rewards contain NaN or inf: {rewards.tolist()}")
         advantages, baseline = self._advantages(rewards)
         if self.config.normalize_advantages:
-            advantages = advantages / (advantages.std(correction=0) + NORMALIZE_EPS)
+            tied = rewards.std(correction=0) <= TIED_REWARDS * max(1.0, rewards.abs().max().item())
+            advantages = (
+                torch.zeros_like(advantages) if tied else advantages / (advantages.std(correction=0) + NORMALIZE_EPS)
+            )
         loss = -(advantages * log_prob).mean() - self.config.entropy_weight * entropy
         if not torch.isfinite(loss):
             raise TrainingError(f"the score-function loss is {loss.item()} (log_prob or entropy not finite)")
