@@ -393,3 +393,34 @@ def test_bad_renders_are_refused_without_training(name):
     assert torch.equal(before["rng"], after["rng"])
     if "net" in before:
         assert all(torch.equal(before["net"][k], after["net"][k]) for k in before["net"])
+
+
+def test_input_blur_treats_renders_and_targets_alike_and_hides_pixel_noise():
+    """The blur is the same path for both: a target and a render of the same picture stay equal, while per-pixel
+    noise (the trace of fewer render samples) shrinks."""
+    from addon.engine.objectives import ObjectiveConfig, make_objective
+
+    generator = torch.Generator().manual_seed(0)
+    picture = torch.zeros(1, 3, 32, 32)
+    picture[..., 8:24, 8:24] = 0.8
+    noise = (0.1 * torch.randn(1, 3, 32, 32, generator=generator)).clamp(-0.15, 0.15)
+    objective = make_objective("adversarial", picture.repeat(4, 1, 1, 1), ObjectiveConfig(input_blur=1.0), generator)
+    seen_target = objective._target_batch(1)
+    seen_render = objective._check_fake(picture)
+    assert torch.allclose(seen_target, seen_render)
+    assert (objective._check_fake(picture + noise) - seen_render).std() < 0.4 * noise.std()
+    objective.blur = 0.0
+    assert torch.equal(objective._check_fake(picture), picture)
+
+
+def test_mmd_target_features_follow_the_blur():
+    from addon.engine.objectives import ObjectiveConfig, make_objective
+
+    generator = torch.Generator().manual_seed(0)
+    targets = torch.rand(4, 3, 16, 16, generator=generator) * 2 - 1
+    objective = make_objective("mmd", targets, ObjectiveConfig(), generator)
+    sharp = objective._target_features.clone()
+    objective.blur = 2.0
+    objective.evaluate(targets)
+    assert not torch.allclose(objective._target_features, sharp)
+    assert objective.evaluate(targets)["mmd2"] < 0.05  # renders identical to the targets, blurred alike

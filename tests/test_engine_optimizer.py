@@ -403,3 +403,21 @@ def test_state_dict_has_exactly_the_checked_keys():
     del state["sample_rng"]
     with pytest.raises(ConfigError, match="sample_rng"):
         make_optimizer().load_state_dict(state)
+
+
+def test_coarse_to_fine_blur_starts_at_a_sixteenth_of_the_image_and_halves_every_half_life():
+    optimizer = make_optimizer()  # 32 px targets, SceneFit's default
+    assert optimizer.config.coarse_to_fine == pytest.approx(1 / 16)
+    half_life = optimizer.config.coarse_half_life
+    blurs = []
+    for step in (0, half_life, 2 * half_life, 3 * half_life):
+        optimizer.step = int(step)
+        blurs.append(optimizer._blur())
+    assert blurs == pytest.approx([2.0, 1.0, 0.5, 0.25])
+    optimizer.step = int(4 * half_life)
+    assert optimizer._blur() == 0.0  # under a quarter pixel: the objective's own input_blur (0) holds
+    optimizer.step = 0
+    samples = optimizer.ask()
+    optimizer.tell(*render(samples))
+    assert optimizer.objective.blur == pytest.approx(2.0)
+    assert make_optimizer(OptimizerConfig.blendtorch(batch_size=8))._blur() == 0.0  # blendtorch: never blurred

@@ -112,6 +112,10 @@ OPTIMIZER_FIELDS = {
     "step. Needs an objective with D(real)/D(sim) ({gap}).",
     "feature_extractor": "MMD image features: 'random-conv', 'pixels' or the path of a TorchScript file; null: "
     "the objective's default.",
+    "coarse_to_fine": "Blur renders and targets alike at first by this fraction (0–0.5) of the image's shorter "
+    "side, halving every coarse_half_life steps (a wide basin for starts far from the truth); null or 0: no such "
+    "blur.",
+    "coarse_half_life": "Steps (> 0) in which the coarse-to-fine blur halves.",
     "objective_options": "The objective's other settings, merged over the default's key by key.",
 }
 ESTIMATOR_FIELDS = {
@@ -128,6 +132,8 @@ OBJECTIVE_FIELDS = {
     "reward": "Adversarial reward: 'log_d' log D(x), 'prob' D(x), 'logit' log D(x) − log(1 − D(x)).",
     "gp_weight": "WGAN-GP gradient-penalty weight, ≥ 0.",
     "mmd_bandwidths": "MMD kernel bandwidths, multiples (> 0) of the median pairwise feature distance.",
+    "input_blur": "Gaussian blur (σ in pixels, 0–8) of renders and targets alike before the objective compares "
+    "them, throughout the run; hides a noise difference when the render samples cannot match the targets'.",
 }
 CLIP_FIELDS = {
     "frame_start": "First frame of a clip.",
@@ -264,6 +270,7 @@ def schema(package: str) -> dict[str, Any]:
             "reward": {"enum": list(objectives.REWARDS)},
             "gp_weight": {"type": "number", "minimum": 0},
             "mmd_bandwidths": {"type": "array", "items": positive, "minItems": 1},
+            "input_blur": {"type": "number", "minimum": 0, "maximum": 8},
         },
     }
     for name, prop in objective_options["properties"].items():
@@ -301,6 +308,8 @@ def schema(package: str) -> dict[str, Any]:
         "d_gap_max": _nullable(number),
         "param_start_gap": _nullable(number),
         "feature_extractor": {"type": ["string", "null"], "pattern": text},
+        "coarse_to_fine": {"type": ["number", "null"], "minimum": 0, "maximum": 0.5},
+        "coarse_half_life": positive,
         "objective_options": {"$ref": "#/$defs/objective_options"},
     }
     for name, prop in optimizer_props.items():

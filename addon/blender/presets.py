@@ -14,7 +14,7 @@ from typing import Any
 
 import bmesh
 import bpy
-from mathutils import Vector
+from mathutils import Matrix, Vector
 
 from ... import torch_vendor
 from ..engine import presets as engine_presets
@@ -87,7 +87,19 @@ def build_supershape(scene: bpy.types.Scene, options: Mapping[str, Any]) -> list
     return [obj, obj.data, material, *_stage(scene, (0.0, -4.5, 1.5), (0.0, 0.0, 0.0))]
 
 
+def _car(bm: bmesh.types.BMesh) -> None:
+    """Meta-Sim's object: a car-like block pointing along +X, its cabin toward the back, a bumper at the front."""
+    for centre, size in (((0.0, 0.0, 0.0), (1.6, 0.75, 0.35)), ((-0.25, 0.0, 0.33), (0.75, 0.65, 0.32))):
+        geometry = bmesh.ops.create_cube(bm, size=1.0)
+        bmesh.ops.scale(bm, vec=size, verts=geometry["verts"])
+        bmesh.ops.translate(bm, vec=centre, verts=geometry["verts"])
+    bumper = bmesh.ops.create_cone(bm, segments=4, radius1=0.3, radius2=0.0, depth=0.4)
+    bmesh.ops.rotate(bm, cent=(0, 0, 0), matrix=Matrix.Rotation(math.radians(90), 3, "Y"), verts=bumper["verts"])
+    bmesh.ops.translate(bm, vec=(0.95, 0.0, 0.0), verts=bumper["verts"])
+
+
 _YAW_MESHES: dict[str, Callable[[bmesh.types.BMesh], Any]] = {
+    "car": _car,
     "monkey": lambda bm: bmesh.ops.create_monkey(bm),
     "cone": lambda bm: bmesh.ops.create_cone(bm, segments=3, radius1=0.8, radius2=0.0, depth=1.6),
     "cube": lambda bm: bmesh.ops.create_cube(bm, size=1.2),
@@ -95,8 +107,10 @@ _YAW_MESHES: dict[str, Callable[[bmesh.types.BMesh], Any]] = {
 
 
 def build_yaw_object(scene: bpy.types.Scene, options: Mapping[str, Any]) -> list[bpy.types.ID]:
-    """An asymmetric mesh at the origin seen from above-front: its yaw, ``rotation_euler[2]``, is plain to see
-    (Suzanne faces the camera at yaw 0 and looks sideways at 90°)."""
+    """An asymmetric mesh at the origin seen from above-front and a little from the side: its yaw,
+    ``rotation_euler[2]``, is plain to see (Suzanne faces the camera at yaw 0 and looks sideways at 90°; the car
+    is seen side-on at 0° and drives away at 90°). Off the mesh's mirror plane, yaw −θ is not the mirror image
+    of +θ: the way from 0° to 90° is visible from the start."""
     bm = bmesh.new()
     _YAW_MESHES[options["mesh"]](bm)
     mesh = bpy.data.meshes.new(options["name"])
@@ -105,7 +119,7 @@ def build_yaw_object(scene: bpy.types.Scene, options: Mapping[str, Any]) -> list
     obj = _link(scene, bpy.data.objects.new(options["name"], mesh))
     material = _material(options["name"])
     mesh.materials.append(material)
-    return [obj, mesh, material, *_stage(scene, (0.0, -3.2, 3.2), (0.0, 0.0, 0.0))]
+    return [obj, mesh, material, *_stage(scene, (1.2, -3.2, 3.0), (0.0, 0.0, 0.0))]
 
 
 _PRIMITIVE_NODES: dict[str, tuple[str, dict[str, Any]]] = {

@@ -165,7 +165,10 @@ class Objective:
         if not isinstance(generator, torch.Generator):
             raise ConfigError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         self.config = config
-        self.targets = self._view(_check_images(targets, "target images"))
+        self.targets = _check_images(targets, "target images")
+        # σ in pixels of the blur renders and targets get (see ObjectiveConfig.input_blur); the optimizer may
+        # change it between steps (coarse to fine).
+        self.blur = config.input_blur
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         self._rng = torch.Generator().manual_seed(seed)
 
@@ -180,8 +183,8 @@ class Objective:
         return self._view(fake)
 
     def _view(self, images: torch.Tensor) -> torch.Tensor:
-        """What the objective compares: the images blurred by ``config.input_blur`` (renders and targets alike)."""
-        sigma = self.config.input_blur
+        """What the objective compares: the images blurred by :attr:`blur` pixels (renders and targets alike)."""
+        sigma = self.blur
         if sigma == 0:
             return images
         radius = max(1, math.ceil(3 * sigma))
@@ -198,7 +201,7 @@ class Objective:
     def _target_batch(self, n: int) -> torch.Tensor:
         """A target minibatch of min(n, N) distinct images drawn with the objective's generator."""
         index = torch.randperm(len(self.targets), generator=self._rng)[:n]
-        return self.targets[index]
+        return self._view(self.targets[index])
 
     def update(self, fake: torch.Tensor) -> dict[str, float]:
         """One training step of the discriminator/critic on a target minibatch vs ``fake``; stats before it."""
@@ -376,8 +379,15 @@ class MMDObjective(Objective):
             self.features = PixelFeatures()
         else:
             self.features = load_feature_extractor(config.feature_extractor)
-        self._target_features = self._features(self.targets)
-        self._target_sqdist = _sqdist(self._target_features, self._target_features)
+        self._refresh_targets()
+
+    def _refresh_targets(self, network: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The targets' features and their pairwise distances at the current blur (kept until the blur changes)."""
+        features = self._features(self._view(self.targets), network)
+        if network is None:
+            self._target_features, self._target_sqdist = features, _sqdist(features, features)
+            self._target_blur = self.blur
+        return features, _sqdist(features, features)
 
     def _features(self, images: torch.Tensor, network: nn.Module | None = None) -> torch.Tensor:
         network = self.features if network is None else network
@@ -393,6 +403,8 @@ class MMDObjective(Objective):
         if len(fake) < 2:
             raise TargetError("the MMD objective needs at least 2 rendered images per batch, got 1")
         x = self._features(fake)
+        if self._target_blur != self.blur:
+            self._refresh_targets()
         d_xx, d_xy, d_yy = _sqdist(x, x), _sqdist(x, self._target_features), self._target_sqdist
         n, m = len(d_xx), len(d_yy)
         pooled = torch.cat(
@@ -431,11 +443,11 @@ class MMDObjective(Objective):
     def _prepare_load(self, state: Mapping[str, Any]):
         features = copy.deepcopy(self.features)
         features.load_state_dict(state["features"])
-        target_features = self._features(self.targets, features)
-        target_sqdist = _sqdist(target_features, target_features)
+        target_features, target_sqdist = self._refresh_targets(features)
 
         def commit() -> None:
             self.features, self._target_features, self._target_sqdist = features, target_features, target_sqdist
+            self._target_blur = self.blur
 
         return commit
 

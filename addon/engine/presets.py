@@ -50,7 +50,7 @@ OBJECTIVES = ("adversarial", "wgan-gp", "mmd")
 BASELINES = ("ema", "loo", "none")
 RENDER_ENGINES = ("CYCLES", "BLENDER_WORKBENCH", "BLENDER_EEVEE_NEXT")
 PRIMITIVES = ("cube", "uv_sphere", "ico_sphere", "cone", "cylinder")
-YAW_MESHES = ("monkey", "cone", "cube")
+YAW_MESHES = ("car", "monkey", "cone", "cube")
 _ID_TYPE = re.compile(r"^[A-Z][A-Z_]*$")
 
 Check = Callable[[Any, str], Any]  # (value, field path) -> normalised value, or raise ConfigError
