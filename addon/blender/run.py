@@ -53,7 +53,9 @@ class RunController:
             raise SceneFitError(
                 f"a SceneFit run is already in progress on scene {self.session.scene.name!r}: stop it first"
             )
-        session = Session(scene, RunConfig.from_scene(scene), tick_seconds=tick_seconds)
+        # Every panel run writes into a folder of its own: a new sub-folder when the output folder holds a run.
+        config = RunConfig.from_scene(scene).in_free_folder()
+        session = Session(scene, config, tick_seconds=tick_seconds)
         session.start()
         self.session, self.outcome = session, None
         target_check.remember(scene, session.target_report, session.config.resolution)

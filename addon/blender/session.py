@@ -201,7 +201,23 @@ class RunConfig:
                 if settings.use_clips
                 else None
             ),
+            checkpoint_steps=settings.checkpoint_steps,
+            checkpoint_seconds=settings.checkpoint_seconds,
         )
+
+    def in_free_folder(self) -> RunConfig:
+        """This run, in a folder of its own: the output folder itself when it holds no run (or this run continues
+        the run there), else a new sub-folder ``run-<date>-<time>`` of it (what the panel's runs do)."""
+        output = Path(self.output_dir)
+        resumed = bool(self.resume) and Path(self.resume).resolve() == (output / writeback.CHECKPOINT_FILE).resolve()
+        if self.overwrite or resumed or not run_files(output):
+            return self
+        stamp = time.strftime("run-%Y%m%d-%H%M%S")
+        folder, n = output / stamp, 1
+        while folder.exists():
+            n += 1
+            folder = output / f"{stamp}-{n}"
+        return self.replace(output_dir=str(folder))
 
 
 def _check_int(name: str, value: Any, minimum: int, maximum: int = MAX_INT) -> None:
