@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import traceback
@@ -66,11 +67,17 @@ def main(argv: list[str] | None = None) -> int:
     """Exit codes: 0 finished, 1 bad input or failed run, 2 bad command line, 3 internal error (with a traceback;
     the scene is restored all the same), 130 / 143 / 129 stopped by SIGINT (Ctrl-C) / SIGTERM / SIGHUP."""
     args = script_arguments(sys.argv if argv is None else argv)
+    # From the first moment a stop signal is only noted (batch.main acts on it): Ctrl-C raised inside the bpy
+    # module's start-up scripts breaks them and crashes the process.
+    received: list[int] = []
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), lambda signum, _frame: received.append(signum))
     try:
         import bpy  # noqa: F401  (the bpy module must be imported before addon_utils)
 
         batch = importlib.import_module(f"{extension().__name__}.addon.blender.batch")
-        return batch.main(args)
+        return batch.main(args, received)
     except KeyboardInterrupt:
         print("scenefit: interrupted", file=sys.stderr)
         return 130

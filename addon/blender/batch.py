@@ -102,15 +102,16 @@ def _resolution(text: str) -> tuple[int, int]:
     return (values[0], values[-1])
 
 
-def main(argv: Sequence[str]) -> int:
-    """Run SceneFit with command-line arguments ``argv`` (without the program name); returns the exit code."""
+def main(argv: Sequence[str], received: list[int] | None = None) -> int:
+    """Run SceneFit with command-line arguments ``argv`` (without the program name); returns the exit code.
+    ``received``: stop signals that arrived before (the batch script notes them from its first moment)."""
     try:
         args = parser().parse_args(list(argv))
     except SystemExit as exit_:  # argparse printed the usage error
         return EXIT_USAGE if exit_.code else EXIT_OK
     # A signal only asks to stop: Blender calls Python handlers (frame change, render) inside renders, and an
     # exception raised there is printed and swallowed by Blender, not seen here. The run checks between renders.
-    received: list[int] = []
+    received = [] if received is None else received
     previous = {
         signum: signal.signal(signum, lambda signum, _frame: received.append(signum)) for signum in STOP_SIGNALS
     }
