@@ -15,12 +15,13 @@ from typing import Any
 import bpy
 from bpy.app.handlers import persistent
 
-from ..engine.errors import SceneFitError
+from ..engine.errors import SceneFitError, cut
 from . import target_check
 from .session import RunConfig, Session
 
 TIMER_INTERVAL_S = 0.02  # how often the UI asks for the next slice
 TICK_SECONDS = 0.05  # rendering time per slice: short enough that the interface keeps responding
+MESSAGE_LIMIT = 1000  # a status-bar message at most (inputs quoted in it are cut to 200 characters already)
 
 
 @dataclass
@@ -130,7 +131,8 @@ class RunController:
         self._suspended = False
         if session is None:
             return
-        message = {"finished": "Finished", "stopped": "Stopped"}.get(session.status, f"Failed: {session.error}")
+        failed = f"Failed: {cut(str(session.error), MESSAGE_LIMIT)}"
+        message = {"finished": "Finished", "stopped": "Stopped"}.get(session.status, failed)
         self.outcome = RunOutcome(_scene_name(session.scene), session.status, message, session.output_dir)
 
     def shutdown(self) -> None:
@@ -160,8 +162,8 @@ CONTROLLER = RunController()
 def error_message(error: BaseException) -> str:
     """A one-line message for ``Operator.report``: SceneFit's own errors as they are, others with their type."""
     if isinstance(error, SceneFitError):
-        return str(error)
-    return f"{type(error).__name__}: {error}"
+        return cut(str(error), MESSAGE_LIMIT)
+    return cut(f"{type(error).__name__}: {error}", MESSAGE_LIMIT)
 
 
 class SCENEFIT_OT_optimize(bpy.types.Operator):
