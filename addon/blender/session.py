@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -694,7 +695,7 @@ class Session:
         try:
             step = self.optimizer.save_checkpoint(path)
         except (OSError, RuntimeError) as error:  # torch.save reports a full disk as a RuntimeError
-            raise OutputError(f"cannot write the checkpoint {cut(str(path))}: {_reason(error)}") from None
+            raise OutputError(f"cannot write the checkpoint {cut(str(path))}: {_reason(error, path.parent)}") from None
         self._checkpoint_step, self._checkpoint_at = step, time.perf_counter()
 
     def _write_result(self, values: Mapping[str, Any]) -> None:
@@ -796,10 +797,17 @@ def run_files(folder: Path) -> list[Path]:
     return sorted(found)
 
 
-def _reason(error: BaseException) -> str:
-    """Why writing failed, in a few words: the OS's reason, else the first line of the message."""
+def _reason(error: BaseException, folder: Path | None = None) -> str:
+    """Why writing failed, in a few words: the OS's reason, "no space left on device" when the folder's disk is
+    (nearly) full (torch.save says only "unexpected pos …"), else the first line of the message."""
     if isinstance(error, OSError) and error.strerror:
         return error.strerror
+    try:
+        if folder is not None and shutil.disk_usage(folder).free < 1 << 20:
+            return "No space left on device"
+    except OSError:
+        if folder is not None and not folder.is_dir():
+            return "No such file or directory"
     text = str(error).strip().splitlines()
     return cut(text[0] if text else type(error).__name__)
 
