@@ -137,7 +137,12 @@ def test_runs_killed_at_random_moments_always_resume(files):  # noqa: F811  (the
     for thread in threads:
         thread.join()
     assert not errors, errors
-    print(f"{CHAINS * KILLS_PER_CHAIN} kills in {time.monotonic() - begun:.0f} s")
+    kinds = [(e["signal"], e["started"]) for log in logs for e in log if e["signal"] is not None]
+    counts = ", ".join(
+        f"{s.name} {sum(k == s for k, _ in kinds)} ({sum(k == s and not started for k, started in kinds)} in start-up)"
+        for s in SIGNALS
+    )
+    print(f"{len(kinds)} kills in {time.monotonic() - begun:.0f} s: {counts}")
 
     assert files["blend"].read_bytes() == blend_bytes  # no run ever saved into its input
     problems = [problem for log in logs for entry in log for problem in _check(entry, original)]
