@@ -135,6 +135,7 @@ def test_batch_run_exit_0_progress_results_and_saved_blend(files):
         ({"--config": "deep.json"}, "scenefit: error: run configuration deep.json is nested too deeply"),
         ({"--steps": "2147483648"}, "scenefit: error: steps must be an integer ≥ 1 (at most 2147483647)"),
         ({"--config": "long-label.json"}, "scenefit: error: spec label 'mmmm"),
+        ({"--resume": "bad.pt"}, "scenefit: error: checkpoint bad.pt cannot be used: its config is not valid JSON"),
     ],
 )
 def test_batch_bad_input_exit_1_one_line(files, change, message):
@@ -152,6 +153,17 @@ def test_batch_bad_input_exit_1_one_line(files, change, message):
     config = json.loads(files["config"].read_text())
     config["specs"][0]["label"] = "m" * 5_000_000
     (tmp / "long-label.json").write_text(json.dumps(config))
+    if "--resume" in change:  # a checkpoint whose stored optimizer settings are not JSON
+        import torch
+
+        from addon.engine.distributions import Normal, ParameterSpace
+        from addon.engine.optimizer import AskTellOptimizer, OptimizerConfig
+
+        space = ParameterSpace({"yaw": Normal(0.5, 0.1)})
+        optimizer = AskTellOptimizer(space, np.zeros((4, 32, 32, 3), np.float32), OptimizerConfig.default())
+        state = optimizer.state_dict()
+        state["config"] = "{not json"
+        torch.save(state, tmp / "bad.pt")
     argv = [args.pop("blend")] + [str(x) for pair in args.items() for x in pair]
     done = run_batch(tmp, *argv)
     assert done.returncode == 1, (done.stdout, done.stderr[-2000:])
