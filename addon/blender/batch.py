@@ -29,7 +29,7 @@ from . import rna
 from .clip_targets import save_clip
 from .clips import ClipRenderer, ClipSettings
 from .render import ENGINES, RenderOverride, RenderSettings
-from .session import RunConfig, Session, engine_distribution
+from .session import RunConfig, Session, check_output_folder, engine_distribution
 from .targets import save_image
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -168,6 +168,7 @@ def _run(args: argparse.Namespace, received: list[int]) -> int:
     if args.generate is not None:
         return _generate(args, scene, config, preset)
     if config.targets == "" and preset is not None and preset.truth() is not None:
+        check_output_folder(config)  # before the targets are rendered into it
         folder = Path(config.output_dir) / "targets"
         _say(f"rendering {preset.targets['count']} targets from the preset's truth into {folder}")
         render_truth_targets(scene, config, preset.truth(), preset.targets, folder)

@@ -210,8 +210,7 @@ class RunConfig:
         """This run, in a folder of its own: the output folder itself when it holds no run (or this run continues
         the run there), else a new sub-folder ``run-<date>-<time>`` of it (what the panel's runs do)."""
         output = Path(self.output_dir)
-        resumed = bool(self.resume) and Path(self.resume).resolve() == (output / writeback.CHECKPOINT_FILE).resolve()
-        if self.overwrite or resumed or not run_files(output):
+        if self.overwrite or resumes_in_place(self) or not run_files(output):
             return self
         stamp = time.strftime("run-%Y%m%d-%H%M%S")
         folder, n = output / stamp, 1
@@ -577,20 +576,10 @@ class Session:
     # ---- output folder --------------------------------------------------------------------------------------
 
     def _resumes_in_place(self) -> bool:
-        resume = self.config.resume
-        return bool(resume) and Path(resume).resolve() == (self.output_dir / writeback.CHECKPOINT_FILE).resolve()
+        return resumes_in_place(self.config)
 
     def _check_output_folder(self) -> None:
-        """Refuse a folder that holds another run, unless ``overwrite`` or this run resumes that run's checkpoint."""
-        if self.config.overwrite or self._resumes_in_place():
-            return
-        found = run_files(self.output_dir)
-        if found:
-            names = ", ".join(sorted(p.name for p in found)[:4]) + (", …" if len(found) > 4 else "")
-            raise ConfigError(
-                f"output folder {cut(str(self.output_dir))} already holds a run ({names}): give another output folder, "
-                f"overwrite it (--overwrite), or continue it (--resume {self.output_dir / writeback.CHECKPOINT_FILE})"
-            )
+        check_output_folder(self.config)
 
     def _prepare_output_folder(self) -> None:
         """Create the folder; remove an earlier run's files (overwrite) or, resuming in place, its report pictures
@@ -785,6 +774,27 @@ def _set_all(settings: list[tuple[Any, str, Any]]) -> None:
 
 def _number(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else 0.0
+
+
+def resumes_in_place(config: RunConfig) -> bool:
+    """Whether the run continues the checkpoint of the run in its own output folder."""
+    output = Path(config.output_dir)
+    return bool(config.resume) and Path(config.resume).resolve() == (output / writeback.CHECKPOINT_FILE).resolve()
+
+
+def check_output_folder(config: RunConfig) -> None:
+    """Refuse an output folder that holds another run, unless ``overwrite`` or the run resumes that run's checkpoint
+    (ConfigError, before anything is written)."""
+    output = Path(config.output_dir)
+    if config.overwrite or resumes_in_place(config):
+        return
+    found = run_files(output)
+    if found:
+        names = ", ".join(sorted(p.name for p in found)[:4]) + (", …" if len(found) > 4 else "")
+        raise ConfigError(
+            f"output folder {cut(str(output))} already holds a run ({names}): give another output folder, "
+            f"overwrite it (--overwrite), or continue it (--resume {output / writeback.CHECKPOINT_FILE})"
+        )
 
 
 def run_files(folder: Path) -> list[Path]:
