@@ -11,7 +11,9 @@ development extension repository for this process only.
 from __future__ import annotations
 
 import importlib
+import os
 import shutil
+import signal
 import sys
 import tempfile
 import traceback
@@ -22,6 +24,7 @@ IN_BLENDER = "bpy" in sys.modules  # the Blender executable imports bpy before r
 SOURCE = Path(__file__).resolve().parent
 PACKAGE_ID = "scenefit"
 DEV_REPO = "scenefit_batch"
+EXTENSION_FOLDERS: list[Path] = []  # temporary folders made to register this source folder (removed at exit)
 
 
 def script_arguments(argv: list[str]) -> list[str]:
@@ -44,6 +47,7 @@ def extension() -> ModuleType:
         directory = SOURCE.parent
     else:
         directory = Path(tempfile.mkdtemp(prefix="scenefit-batch-"))
+        EXTENSION_FOLDERS.append(directory)
         try:
             (directory / PACKAGE_ID).symlink_to(SOURCE, target_is_directory=True)
         except OSError:  # no symlinks (Windows without the privilege): copy the package instead
@@ -60,14 +64,20 @@ def extension() -> ModuleType:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit codes: 0 finished, 1 bad input or failed run, 2 bad command line, 3 internal error (with a traceback),
-    130 interrupted."""
+    """Exit codes: 0 finished, 1 bad input or failed run, 2 bad command line, 3 internal error (with a traceback;
+    the scene is restored all the same), 130 / 143 / 129 stopped by SIGINT (Ctrl-C) / SIGTERM / SIGHUP."""
     args = script_arguments(sys.argv if argv is None else argv)
+    # From the first moment a stop signal is only noted (batch.main acts on it): Ctrl-C raised inside the bpy
+    # module's start-up scripts breaks them and crashes the process.
+    received: list[int] = []
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), lambda signum, _frame: received.append(signum))
     try:
         import bpy  # noqa: F401  (the bpy module must be imported before addon_utils)
 
         batch = importlib.import_module(f"{extension().__name__}.addon.blender.batch")
-        return batch.main(args)
+        return batch.main(args, received)
     except KeyboardInterrupt:
         print("scenefit: interrupted", file=sys.stderr)
         return 130
@@ -77,8 +87,26 @@ def main(argv: list[str] | None = None) -> int:
         return 3
 
 
+def end_process(code: int) -> None:
+    """Exit the bpy-module process now with ``code``, everything written and flushed.
+
+    The bpy module's own shutdown can hang forever (a .blend whose Python drivers were blocked because auto-run of
+    scripts is off never exits, with SceneFit or without): the run is over, so skip it, removing the session's
+    temporary folders that it would have removed."""
+    import bpy
+
+    for folder in (Path(bpy.app.tempdir), *EXTENSION_FOLDERS):
+        if folder.name.startswith(("blender_", "scenefit-batch-")):
+            shutil.rmtree(folder, ignore_errors=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
     code = main()
-    # Inside Blender, sys.exit sets the process exit code (-P scripts otherwise exit 0 even after an error).
     sys.stdout.flush()
+    if not IN_BLENDER and "bpy" in sys.modules:
+        end_process(code)
+    # Inside Blender, sys.exit sets the process exit code (-P scripts otherwise exit 0 even after an error).
     sys.exit(code)

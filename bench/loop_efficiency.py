@@ -106,7 +106,8 @@ class Bench:
         folder = self.workdir / f"targets-{engine}"
         if not folder.is_dir():
             common.render_targets(self.ext, self.scene, self.preset, folder, config, self.targets)
-        return config.replace(targets=str(folder), output_dir=str(self.workdir / f"out-{engine}"))
+        # Every repeat runs into the same folder: each replaces the last (overwrite).
+        return config.replace(targets=str(folder), output_dir=str(self.workdir / f"out-{engine}"), overwrite=True)
 
     def bare(self, config: Any, images: int) -> tuple[float, Timers]:
         """Apply a sample, render, read back; values drawn from the start distribution like a run's first batch."""

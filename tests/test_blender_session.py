@@ -7,6 +7,8 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import os
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -213,6 +215,11 @@ def test_settings_on_the_scene_make_a_run_config(blender, scene, tmp_path):
         ({"specs": [], "stepz": 3}, "unknown run setting\\(s\\) \\['stepz'\\]"),
         ({"specs": [], "steps": 0}, "steps must be an integer ≥ 1"),
         ({"specs": [], "batch_size": 1}, "batch_size must be an integer ≥ 2"),
+        ({"specs": [], "steps": 2**31}, "steps must be an integer ≥ 1 \\(at most 2147483647\\), got 2147483648"),
+        ({"specs": [], "seed": 2**63}, "seed must be an integer ≥ 0 \\(at most 2147483647\\)"),
+        ({"specs": [], "checkpoint_seconds": 0}, "checkpoint_seconds must be a number of seconds in 0.1–86400"),
+        ({"specs": [], "resume_settings": "mine"}, "resume_settings must be one of run, checkpoint"),
+        ({"specs": [], "engine": "X" * 50_000_000}, "engine must be one of .*, got 'XXX+…$"),
         ({"specs": [], "resolution": [64]}, "resolution must be \\[width, height\\]"),
         ({"specs": [], "engine": "LUXCORE"}, "engine must be one of"),
         ({"specs": [{"label": "x"}]}, "each spec needs exactly the keys"),
@@ -220,8 +227,17 @@ def test_settings_on_the_scene_make_a_run_config(blender, scene, tmp_path):
     ],
 )
 def test_bad_run_configs(blender, data, message):
-    with pytest.raises(blender.errors.ConfigError, match=message):
+    with pytest.raises(blender.errors.ConfigError, match=message) as caught:
         blender.session.RunConfig.from_dict(data)
+    assert len(str(caught.value)) < 500  # inputs are quoted cut to 200 characters
+
+
+def test_a_50_mb_label_is_quoted_cut(blender, scene, targets_dir, tmp_path):
+    config = yaw_config(blender, targets_dir, tmp_path / "out")
+    spec = {**config.to_dict()["specs"][0], "label": "m" * 50_000_000}
+    with pytest.raises(blender.errors.SpecError, match="^spec label 'mmm+… must be 1–") as caught:
+        blender.session.Session(scene, config.replace(specs=[spec])).start()
+    assert len(str(caught.value)) < 300
 
 
 def _break_spec(scene, config, change):
@@ -498,3 +514,141 @@ def test_a_fresh_scene_runs_scenefits_default_optimizer(scenefit, blender):
     assert config.batch_size == default.batch_size
     assert config.optimizer["objective"] == default.objective
     assert config.optimizer["estimator"]["baseline"] == default.estimator.baseline
+
+
+def test_checkpoints_are_written_during_the_run(blender, scene, targets_dir, tmp_path, monkeypatch):
+    """At the start (a kill -9 at any moment leaves something to resume), every checkpoint_steps steps, after
+    checkpoint_seconds, and at the end; result.json names the step of the last one."""
+    saved = []
+    real = blender.optimizer.AskTellOptimizer.save_checkpoint
+
+    def spy(self, path):
+        saved.append(real(self, path))
+        return saved[-1]
+
+    monkeypatch.setattr(blender.optimizer.AskTellOptimizer, "save_checkpoint", spy)
+    config = yaw_config(blender, targets_dir, tmp_path / "out", steps=7, batch_size=4, checkpoint_steps=3)
+    session = blender.session.Session(scene, config, tick_seconds=0.0)
+    session.start()
+    assert saved == [0] and session.checkpoint_path.is_file()
+    assert json.loads(session.result_path.read_text())["status"] == "running"
+    while session.step():
+        pass
+    assert saved[0] == 0 and saved[-1] == 7 and all(b - a >= 3 for a, b in zip(saved[:-2], saved[1:-1], strict=True))
+    assert len(saved) >= 3
+    result = json.loads(session.result_path.read_text())
+    assert result["checkpoint"] == "checkpoint.pt" and result["checkpoint_steps"] == 7
+
+    saved.clear()  # by time: every step once checkpoint_seconds have passed
+    config = config.replace(output_dir=str(tmp_path / "timed"), checkpoint_steps=0, checkpoint_seconds=0.1)
+    session = blender.session.Session(scene, config, tick_seconds=0.0)
+    session.start()
+    while session.step():
+        time.sleep(0.05)
+    assert len(saved) >= 4
+
+
+def test_resume_must_match_the_run(blender, scene, targets_dir, tmp_path):
+    """The checkpoint's kinds, objective and image size against the run's: differences listed, nothing changed; or
+    taken from the checkpoint with resume_settings="checkpoint" (and said in notes)."""
+    import bpy
+
+    first = blender.session.Session(scene, yaw_config(blender, targets_dir, tmp_path / "first", steps=2))
+    run(first)
+    checkpoint = str(first.checkpoint_path)
+    before = scene_state(bpy, scene)
+    lognormal = {"kind": "lognormal", "mu": 0.0, "sigma": 0.5}
+    spec = {**yaw_config(blender, targets_dir, tmp_path).to_dict()["specs"][0], "distribution": lognormal}
+    changes = {"specs": [spec], "optimizer": {"objective": "adversarial"}, "resolution": (16, 16)}
+    config = yaw_config(blender, targets_dir, tmp_path / "second", steps=2, resume=checkpoint, **changes)
+    session = blender.session.Session(scene, config)
+    with pytest.raises(blender.errors.ConfigError) as caught:
+        session.start()
+    message = str(caught.value)
+    assert "does not match this run: 'yaw' is normal there, lognormal here" in message
+    assert "objective mmd there, adversarial here" in message and "images 32×32×3 there, 16×16×3 here" in message
+    assert "--resume-settings checkpoint" in message
+    assert session.status == "new" and diff(before, scene_state(bpy, scene)) == []
+    assert not (tmp_path / "second").exists()
+
+    taken = blender.session.Session(scene, config.replace(resume_settings="checkpoint"))
+    run(taken)
+    assert taken.status == "finished" and len(taken.notes) == 3
+    result = json.loads(taken.result_path.read_text())
+    assert result["parameters"]["yaw"]["distribution"] == "normal" and result["steps"] == 4
+    assert result["config"]["optimizer"]["objective"] == "mmd" and result["config"]["resolution"] == [32, 32]
+
+
+def test_an_error_anywhere_in_start_restores_the_scene(blender, scene, targets_dir, tmp_path, monkeypatch):
+    """Internal errors included, wherever they are raised once the scene has changed."""
+    import bpy
+
+    before = scene_state(bpy, scene)
+    session = blender.session.Session(scene, yaw_config(blender, targets_dir, tmp_path / "out"))
+
+    def broken(**values):
+        if values.get("running"):
+            raise OverflowError("Python int too large to convert to C int")
+
+    monkeypatch.setattr(session, "_progress", broken)
+    with pytest.raises(OverflowError):
+        session.start()
+    assert diff(before, scene_state(bpy, scene)) == []
+    assert session.status == "failed" and json.loads(session.result_path.read_text())["status"] == "failed"
+    assert not list(Path("/dev/shm").glob(f"scenefit-render-{os.getpid()}-*"))
+
+
+def test_a_full_disk_fails_the_run_and_keeps_the_last_good_checkpoint(
+    blender, scene, targets_dir, tmp_path, monkeypatch
+):
+    import bpy
+    import torch
+
+    before = scene_state(bpy, scene)
+    config = yaw_config(blender, targets_dir, tmp_path / "out", steps=6, batch_size=4, checkpoint_steps=2)
+    session = blender.session.Session(scene, config, tick_seconds=0.0)
+    session.start()
+    while json.loads(session.result_path.read_text())["checkpoint_steps"] < 2:
+        assert session.step()
+    real_save = torch.save
+
+    def full(state, path):  # half a file, then the error torch.save gives on a full disk
+        Path(path).write_bytes(b"PK\x03\x04 partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(blender.errors.OutputError, match="cannot write the checkpoint .*checkpoint.pt: "):
+        while session.step():
+            pass
+    monkeypatch.setattr(torch, "save", real_save)
+    assert session.status == "failed" and diff(before, scene_state(bpy, scene)) == []
+    assert not list(session.output_dir.glob("*.tmp"))
+    result = json.loads(session.result_path.read_text())
+    assert result["status"] == "failed" and "cannot write the checkpoint" in result["error"]
+    targets, _ = blender.targets.load_targets(targets_dir, (SIZE, SIZE))
+    last = blender.optimizer.AskTellOptimizer.load_checkpoint(session.checkpoint_path, targets)
+    assert last.step == result["checkpoint_steps"] >= 2
+    assert (session.output_dir / "parameters.png").is_file()  # the report does not depend on the checkpoint
+
+
+def test_an_output_folder_holds_one_run(blender, scene, targets_dir, tmp_path):
+    """A folder holding a run is refused; overwrite replaces that run (none of its files stay); resuming its own
+    checkpoint continues it in place; the panel's runs take a new sub-folder."""
+    output = tmp_path / "out"
+    run(blender.session.Session(scene, yaw_config(blender, targets_dir, output, steps=2, batch_size=4)))
+    (output / "samples_00099.png").write_bytes(b"an earlier run's picture")
+    again = blender.session.Session(scene, yaw_config(blender, targets_dir, output, steps=2, batch_size=4))
+    with pytest.raises(blender.errors.ConfigError, match="output folder .*out already holds a run \\(checkpoint.pt"):
+        again.start()
+    assert again.status == "new"
+    config = yaw_config(blender, targets_dir, output, steps=2, batch_size=4, overwrite=True)
+    assert config.in_free_folder() == config
+    fresh = config.replace(overwrite=False).in_free_folder()
+    assert Path(fresh.output_dir).parent == output and Path(fresh.output_dir).name.startswith("run-")
+    run(blender.session.Session(scene, config))
+    assert not (output / "samples_00099.png").exists()
+    resumed = config.replace(overwrite=False, resume=str(output / "checkpoint.pt"))
+    assert resumed.in_free_folder() == resumed
+    session = blender.session.Session(scene, resumed)
+    run(session)
+    assert json.loads(session.result_path.read_text())["steps"] == 4

@@ -306,6 +306,45 @@ def test_checkpoint_resume_continues_the_blendtorch_schedule(tmp_path):
     assert_same(resumed.space.state_dict(), uninterrupted.space.state_dict())
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("step", -5, "step must be an integer ≥ 0, got -5"),
+        ("renders", 1.5, "renders must be an integer ≥ 0"),
+        ("config", "{not json", "its config is not valid JSON"),
+        ("config", "[" * 200_000, "its config is not valid JSON"),
+        ("space_structure", 7, "its space_structure is not JSON text"),
+        ("history", "{}", "its history is not a list"),
+        ("image_shape", [32, -1, 3], "image_shape must be positive integers"),
+    ],
+)
+def test_a_damaged_checkpoint_is_refused_with_one_message(tmp_path, key, value, message):
+    optimizer = make_optimizer()
+    state = optimizer.state_dict()
+    state[key] = value
+    torch.save(state, tmp_path / "bad.pt")
+    with pytest.raises(ConfigError, match=re.escape(message)) as caught:
+        AskTellOptimizer.load_checkpoint(tmp_path / "bad.pt", targets())
+    assert str(caught.value).startswith(f"checkpoint {tmp_path / 'bad.pt'} cannot be used")
+
+
+def test_a_failed_checkpoint_write_leaves_the_last_good_one_and_no_temporary_file(tmp_path, monkeypatch):
+    optimizer = make_optimizer()
+    optimizer.save_checkpoint(tmp_path / "run.pt")
+    good = (tmp_path / "run.pt").read_bytes()
+    real_save = torch.save
+
+    def full_disk(obj, path):
+        real_save(obj, path)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    optimizer.tell(*render(optimizer.ask()))
+    with pytest.raises(OSError, match="No space left"):
+        optimizer.save_checkpoint(tmp_path / "run.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.pt"] and (tmp_path / "run.pt").read_bytes() == good
+
+
 def test_checkpoint_errors(tmp_path):
     optimizer = make_optimizer()
     optimizer.save_checkpoint(tmp_path / "run.pt")

@@ -4,8 +4,11 @@
 
 The run comes from ``--config`` (a RunConfig JSON or a preset), else from the scene's own SceneFit settings;
 command-line options override it. One line per optimization step goes to stdout. Exit codes: 0 finished,
-1 bad input or a failed run (one-line message, no traceback), 2 bad command line, 130 interrupted (Ctrl-C); the
-scene is restored in every case, and result.json/checkpoint keep what was learned.
+1 bad input or a failed run (one-line message, no traceback: a full disk, a deleted output folder too), 2 bad
+command line, 128 + the signal for a stop asked by a signal: 130 Ctrl-C (SIGINT), 143 SIGTERM, 129 SIGHUP. A signal
+is handled like Ctrl-C: the run stops at the next render, writes its checkpoint and result.json ("stopped"),
+restores the scene and removes its temporary files. The scene is restored in every case, and result.json/checkpoint
+keep what was learned (checkpoints are also written during the run, see RunConfig.checkpoint_seconds).
 """
 
 from __future__ import annotations
@@ -22,16 +25,19 @@ from typing import Any
 import bpy
 
 from ..engine import diagnostics
-from ..engine.errors import ConfigError, SceneFitError
+from ..engine.errors import ConfigError, SceneFitError, cut, quote
 from ..engine.presets import OBJECTIVES
 from . import rna
 from .clip_targets import save_clip
 from .clips import ClipRenderer, ClipSettings
 from .render import ENGINES, RenderOverride, RenderSettings
-from .session import RunConfig, Session, engine_distribution
+from .session import RunConfig, Session, check_output_folder, engine_distribution
 from .targets import save_image
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# Signals that stop a run the way Ctrl-C does; the exit code is 128 + the signal's number (130, 143, 129).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+MESSAGE_LIMIT = 1000  # a message line at most (inputs quoted in it are cut to QUOTE_LIMIT already)
 TICK_SECONDS = 0.5  # no interface to keep alive: longer slices, fewer progress updates
 
 
@@ -51,8 +57,21 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--resolution", type=_resolution, help="training size: 64 or 64x48 (width x height)")
     parse.add_argument("--engine", choices=ENGINES, help="render engine")
     parse.add_argument("--samples", type=int, help="render samples (Cycles/EEVEE samples, Workbench AA)")
-    parse.add_argument("--resume", help="checkpoint.pt of an earlier run to continue")
     parse.add_argument("--objective", choices=OBJECTIVES, help="how renders are compared with the targets")
+    parse.add_argument("--resume", help="checkpoint.pt of an earlier run to continue (its folder: continue in place)")
+    parse.add_argument(
+        "--resume-settings",
+        choices=("run", "checkpoint"),
+        help="run (default): the checkpoint must match this run's specs, distribution kinds, objective and image "
+        "size; checkpoint: take the checkpoint's own",
+    )
+    parse.add_argument(
+        "--overwrite", action="store_true", help="replace the run already in --output (else such a folder is refused)"
+    )
+    parse.add_argument("--checkpoint-every", type=int, metavar="N", help="also write a checkpoint every N steps")
+    parse.add_argument(
+        "--checkpoint-seconds", type=float, metavar="T", help="write a checkpoint at least every T seconds (30)"
+    )
     parse.add_argument("--scene", help="scene to run on (default: the active scene)")
     parse.add_argument(
         "--build-scene",
@@ -86,43 +105,78 @@ def _resolution(text: str) -> tuple[int, int]:
     return (values[0], values[-1])
 
 
-def main(argv: Sequence[str]) -> int:
-    """Run SceneFit with command-line arguments ``argv`` (without the program name); returns the exit code."""
+def main(argv: Sequence[str], received: list[int] | None = None) -> int:
+    """Run SceneFit with command-line arguments ``argv`` (without the program name); returns the exit code.
+    ``received``: stop signals that arrived before (the batch script notes them from its first moment)."""
     try:
         args = parser().parse_args(list(argv))
     except SystemExit as exit_:  # argparse printed the usage error
         return EXIT_USAGE if exit_.code else EXIT_OK
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C → KeyboardInterrupt
+    # A signal only asks to stop: Blender calls Python handlers (frame change, render) inside renders, and an
+    # exception raised there is printed and swallowed by Blender, not seen here. The run checks between renders.
+    received = [] if received is None else received
+    previous = {
+        signum: signal.signal(signum, lambda signum, _frame: received.append(signum)) for signum in STOP_SIGNALS
+    }
     try:
-        return _run(args)
+        return _run(args, received)
     except SceneFitError as error:
-        _say(f"scenefit: error: {error}", err=True)
+        _say(cut(f"scenefit: error: {error}", MESSAGE_LIMIT), err=True)
         return EXIT_FAILED
-    except KeyboardInterrupt:
-        _say("scenefit: interrupted; the scene was restored and what was learned so far was written", err=True)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as interrupt:
+        signum = getattr(interrupt, "signum", signal.SIGINT)
+        if getattr(interrupt, "before_run", False):
+            _say(f"scenefit: {_stopped_by(signum)} before the run started; nothing was changed", err=True)
+        else:
+            _say(
+                f"scenefit: {_stopped_by(signum)}; the scene was restored and what was learned so far was written",
+                err=True,
+            )
+        return 128 + int(signum)
     finally:
-        if previous is not None:  # None: a handler installed by C code (Blender's), which Python cannot reinstall
-            signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            if handler is not None:  # None: a handler installed by C code (Blender's), which Python cannot reinstall
+                signal.signal(signum, handler)
 
 
-def _run(args: argparse.Namespace) -> int:
+class Interrupted(KeyboardInterrupt):
+    """The run was asked to stop by signal ``signum`` (``before_run``: before anything was changed)."""
+
+    def __init__(self, signum: int, before_run: bool = False) -> None:
+        super().__init__(signum)
+        self.signum, self.before_run = signum, before_run
+
+
+def _stopped_by(signum: int) -> str:
+    return "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+
+
+def _run(args: argparse.Namespace, received: list[int]) -> int:
+    def stop_if_asked() -> None:
+        if received:
+            raise Interrupted(received[0], before_run=True)
+
     if args.blend:
         try:
             bpy.ops.wm.open_mainfile(filepath=str(Path(args.blend).resolve()))
         except RuntimeError as error:
-            raise ConfigError(f"cannot open {args.blend}: {str(error).strip()}") from None
+            raise ConfigError(f"cannot open {cut(args.blend)}: {cut(str(error).strip())}") from None
+        _say_blocked_drivers()
     elif args.build_scene:
         bpy.ops.wm.read_homefile(use_empty=True)
+    stop_if_asked()
     scene = _scene(args.scene)
     config, preset = _config(args, scene)
+    stop_if_asked()
     if args.generate is not None:
         return _generate(args, scene, config, preset)
     if config.targets == "" and preset is not None and preset.truth() is not None:
+        check_output_folder(config)  # before the targets are rendered into it
         folder = Path(config.output_dir) / "targets"
         _say(f"rendering {preset.targets['count']} targets from the preset's truth into {folder}")
         render_truth_targets(scene, config, preset.truth(), preset.targets, folder)
         config = config.replace(targets=str(folder))
+        stop_if_asked()
     goal = {"step": 0}
 
     def report(entry: Mapping[str, Any]) -> None:
@@ -130,21 +184,25 @@ def _run(args: argparse.Namespace) -> int:
 
     truth = preset.truth() if preset is not None else None
     session = Session(scene, config, tick_seconds=TICK_SECONDS, on_step=report, truth=truth)
-    session.start()
-    goal["step"] = session.optimizer.step + config.steps
-    _say("\n".join(settings_lines(config, session)))
-    # During the run Ctrl-C only asks to stop: Blender calls Python handlers (frame change, render) inside
-    # renders, and a KeyboardInterrupt raised there is printed and swallowed by Blender, not seen here.
-    stop_requested: list[int] = []
-    signal.signal(signal.SIGINT, lambda signum, _frame: stop_requested.append(signum))
-    warned = 0
-    while session.step():
-        for warning in session.warnings[warned:]:
-            _say(f"scenefit: warning: {warning}", err=True)
-        warned = len(session.warnings)
-        if stop_requested:
-            session.stop()
-            raise KeyboardInterrupt
+    try:
+        session.start()
+        config = session.config  # --resume-settings checkpoint may have taken the checkpoint's settings
+        if session.notes:
+            _say(f"scenefit: resuming with the checkpoint's settings: {'; '.join(session.notes)}")
+        goal["step"] = session.optimizer.step + config.steps
+        _say("\n".join(settings_lines(config, session)))
+        warned = 0
+        while not received and session.step():
+            for warning in session.warnings[warned:]:
+                _say(f"scenefit: warning: {warning}", err=True)
+            warned = len(session.warnings)
+        if received and session.status == "running":
+            session.stop()  # checkpoint, result.json "stopped", scene restored (a failure to write is raised)
+            _save(args)
+            raise Interrupted(received[0])
+    except BaseException as error:
+        session.abandon(error)  # whatever was raised, and wherever: the scene is put back (a no-op once ended)
+        raise
     result = json.loads(session.result_path.read_text())
     _say(
         f"scenefit: finished {result['steps']} steps, {result['renders']} renders in {result['seconds']:.1f} s; "
@@ -152,12 +210,42 @@ def _run(args: argparse.Namespace) -> int:
     )
     problem = session.report.problem
     _say(f"scenefit: {problem}" if problem else f"scenefit: report in {session.output_dir}")
-    if args.save:
-        bpy.ops.wm.save_as_mainfile(filepath=str(Path(args.save).resolve()), copy=True)
+    _save(args)
     if diagnostics.saturated(session.optimizer.history, session.optimizer.config.objective):
         _say(f"scenefit: error: the fit cannot be trusted, it ended with {diagnostics.SATURATION_WARNING}", err=True)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _save(args: argparse.Namespace) -> None:
+    """--save: the .blend with the scene restored and the learned custom properties."""
+    if not args.save:
+        return
+    try:
+        bpy.ops.wm.save_as_mainfile(filepath=str(Path(args.save).resolve()), copy=True)
+    except RuntimeError as error:
+        raise ConfigError(f"cannot save {cut(args.save)}: {cut(str(error).strip())}") from None
+
+
+def _say_blocked_drivers() -> None:
+    """Python drivers do not run while auto-run of scripts is off: say so, and which, before the run."""
+    if not getattr(bpy.app, "autoexec_fail", False):
+        return
+    blocked = []
+    for collection in (bpy.data.objects, bpy.data.meshes, bpy.data.materials, bpy.data.lights, bpy.data.scenes):
+        for owner in collection:
+            animation = getattr(owner, "animation_data", None)
+            for fcurve in animation.drivers if animation is not None else ():
+                driver = fcurve.driver
+                if driver.type == "SCRIPTED" and not driver.is_simple_expression:
+                    blocked.append(f"{owner.name}.{fcurve.data_path}[{fcurve.array_index}] = {driver.expression}")
+    shown = "; ".join(cut(line) for line in blocked[:5]) + ("; …" if len(blocked) > 5 else "")
+    _say(
+        f"scenefit: warning: auto-run of Python scripts is off: {len(blocked)} Python driver(s) blocked"
+        + (f" ({shown})" if shown else "")
+        + "; their properties keep their stored values",
+        err=True,
+    )
 
 
 def _generate(args: argparse.Namespace, scene: bpy.types.Scene, config: RunConfig, preset: Any) -> int:
@@ -165,8 +253,7 @@ def _generate(args: argparse.Namespace, scene: bpy.types.Scene, config: RunConfi
 
     dataset = generate_for_run(scene, config, args.generate, args.source, args.seed, preset)
     _say(f"scenefit: {len(dataset.rows)} images ({args.source}) in {dataset.seconds:.1f} s → {dataset.folder}")
-    if args.save:
-        bpy.ops.wm.save_as_mainfile(filepath=str(Path(args.save).resolve()), copy=True)
+    _save(args)
     return EXIT_OK
 
 
@@ -175,7 +262,7 @@ def _scene(name: str | None) -> bpy.types.Scene:
         return bpy.context.scene
     scene = bpy.data.scenes.get(name)
     if scene is None:
-        raise ConfigError(f"no scene named {name!r}; scenes: {', '.join(bpy.data.scenes.keys())}")
+        raise ConfigError(f"no scene named {quote(name)}; scenes: {cut(', '.join(bpy.data.scenes.keys()))}")
     return scene
 
 
@@ -209,6 +296,10 @@ def _config(args: argparse.Namespace, scene: bpy.types.Scene) -> tuple[RunConfig
         "engine": args.engine,
         "samples": args.samples,
         "resume": args.resume,
+        "resume_settings": args.resume_settings,
+        "overwrite": True if args.overwrite else None,
+        "checkpoint_steps": args.checkpoint_every,
+        "checkpoint_seconds": args.checkpoint_seconds,
     }
     config = config.replace(**{k: v for k, v in overrides.items() if v is not None})
     if args.objective is not None:
@@ -220,8 +311,8 @@ def _config(args: argparse.Namespace, scene: bpy.types.Scene) -> tuple[RunConfig
 
 def _is_preset(path: str) -> bool:
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
         return False  # RunConfig.from_json reports the problem
     return isinstance(data, dict) and data.get("format") == "scenefit-preset"
 

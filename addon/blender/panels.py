@@ -334,6 +334,8 @@ class SCENEFIT_PT_settings(_SceneFitPanel, bpy.types.Panel):
         col.separator()
         col.prop(settings, "output_dir")
         col.prop(settings, "resume")
+        col.prop(settings, "checkpoint_seconds")
+        col.prop(settings, "checkpoint_steps")
 
 
 class SCENEFIT_PT_run(_SceneFitPanel, bpy.types.Panel):

@@ -264,6 +264,20 @@ class SCENEFIT_Settings(bpy.types.PropertyGroup):
         description="A checkpoint file of an earlier run to continue from (empty: start fresh)",
         subtype="FILE_PATH",
     )
+    checkpoint_seconds: bpy.props.FloatProperty(
+        name="Checkpoint Seconds",
+        description="Write the checkpoint at least this often, so that a crash or a killed Blender loses at most "
+        "this much training (the run continues from it with Resume from)",
+        default=30.0,  # RunConfig's default
+        min=0.1,
+        max=86400.0,
+    )
+    checkpoint_steps: bpy.props.IntProperty(
+        name="Checkpoint Steps",
+        description="Also write the checkpoint every this many steps (0: by time only)",
+        default=0,
+        min=0,
+    )
     use_clips: bpy.props.BoolProperty(
         name="Clips",
         description="Each sample is a clip: the frame range below is simulated from its start (rigid bodies, cloth, "

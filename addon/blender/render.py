@@ -62,6 +62,31 @@ def temp_root() -> Path:
     return shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
 
 
+TEMP_PREFIX = "scenefit-render-"  # + the process id + "-": the folder of a killed process is known for stale
+
+
+def make_temp_folder() -> Path:
+    """A new render folder named after this process, after removing the folders of processes that no longer exist
+    (a run killed with SIGKILL cannot remove its own)."""
+    root = temp_root()
+    # POSIX only: on Windows os.kill(pid, 0) would end that process instead of asking whether it exists.
+    for folder in root.glob(f"{TEMP_PREFIX}*-*") if os.name == "posix" else ():
+        pid = folder.name[len(TEMP_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=root))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process (PermissionError): keep its folder
+    return True
+
+
 class RenderOverride:
     """Context manager: overrides the scene's render settings for training renders and restores all of them.
 
@@ -92,7 +117,7 @@ class RenderOverride:
 
     def __enter__(self) -> RenderOverride:
         self.check()
-        self._folder = Path(tempfile.mkdtemp(prefix="scenefit-render-", dir=temp_root()))
+        self._folder = make_temp_folder()
         self._path = self._folder / "render.tga"
         self.saved = [(owner, name, getattr(owner, name)) for owner, name, _ in self._plan()]
         try:

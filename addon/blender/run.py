@@ -15,12 +15,13 @@ from typing import Any
 import bpy
 from bpy.app.handlers import persistent
 
-from ..engine.errors import SceneFitError
+from ..engine.errors import SceneFitError, cut
 from . import target_check
 from .session import RunConfig, Session
 
 TIMER_INTERVAL_S = 0.02  # how often the UI asks for the next slice
 TICK_SECONDS = 0.05  # rendering time per slice: short enough that the interface keeps responding
+MESSAGE_LIMIT = 1000  # a status-bar message at most (inputs quoted in it are cut to 200 characters already)
 
 
 @dataclass
@@ -53,7 +54,9 @@ class RunController:
             raise SceneFitError(
                 f"a SceneFit run is already in progress on scene {self.session.scene.name!r}: stop it first"
             )
-        session = Session(scene, RunConfig.from_scene(scene), tick_seconds=tick_seconds)
+        # Every panel run writes into a folder of its own: a new sub-folder when the output folder holds a run.
+        config = RunConfig.from_scene(scene).in_free_folder()
+        session = Session(scene, config, tick_seconds=tick_seconds)
         session.start()
         self.session, self.outcome = session, None
         target_check.remember(scene, session.target_report, session.config.resolution)
@@ -128,7 +131,8 @@ class RunController:
         self._suspended = False
         if session is None:
             return
-        message = {"finished": "Finished", "stopped": "Stopped"}.get(session.status, f"Failed: {session.error}")
+        failed = f"Failed: {cut(str(session.error), MESSAGE_LIMIT)}"
+        message = {"finished": "Finished", "stopped": "Stopped"}.get(session.status, failed)
         self.outcome = RunOutcome(_scene_name(session.scene), session.status, message, session.output_dir)
 
     def shutdown(self) -> None:
@@ -158,8 +162,8 @@ CONTROLLER = RunController()
 def error_message(error: BaseException) -> str:
     """A one-line message for ``Operator.report``: SceneFit's own errors as they are, others with their type."""
     if isinstance(error, SceneFitError):
-        return str(error)
-    return f"{type(error).__name__}: {error}"
+        return cut(str(error), MESSAGE_LIMIT)
+    return cut(f"{type(error).__name__}: {error}", MESSAGE_LIMIT)
 
 
 class SCENEFIT_OT_optimize(bpy.types.Operator):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -21,7 +22,16 @@ from typing import Any
 import bpy
 
 from ..engine import diagnostics
-from ..engine.errors import ConfigError, DistributionError, SceneFitError, SpecError, TrainingError
+from ..engine.errors import (
+    ConfigError,
+    DistributionError,
+    OutputError,
+    SceneFitError,
+    SpecError,
+    TrainingError,
+    cut,
+    quote,
+)
 from ..engine.images import render_size
 from . import clips, preferences, rna, writeback
 from .clip_targets import load_clip_targets
@@ -32,6 +42,14 @@ from .targets import TargetReport, load_targets
 
 # How often result.json is rewritten during a run at most (custom properties follow every parameter step).
 RESULT_INTERVAL_S = 1.0
+# The largest count a setting may hold: Blender's integer properties (and the progress shown) are 32-bit.
+MAX_INT = 2**31 - 1
+# resume_settings: "run" — the checkpoint must match this run's specs, kinds, objective and image size;
+# "checkpoint" — take the checkpoint's own (said in Session.notes).
+RESUME_SETTINGS = ("run", "checkpoint")
+# The files a run writes into its output folder (a folder holding any of them holds a run).
+RUN_FILES = ("result.json", "checkpoint.pt", "targets.png", "parameters.png", "losses.png", "progress.gif")
+RUN_FILE_PATTERNS = ("samples_*.png", "*.tmp")
 
 
 @dataclass
@@ -69,27 +87,42 @@ class RunConfig:
     optimizer: dict[str, Any] = field(default_factory=dict)
     resume: str = ""
     clips: dict[str, int] | None = None  # clip samples: {"frame_start", "frame_end", "stride"}; None: still images
+    # A checkpoint is written every checkpoint_steps steps (0: by time only) and after checkpoint_seconds at most.
+    checkpoint_steps: int = 0
+    checkpoint_seconds: float = 30.0
+    overwrite: bool = False  # replace the run already in output_dir (else such a folder is refused)
+    resume_settings: str = "run"  # see RESUME_SETTINGS
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "samples"):
             _check_int(name, getattr(self, name), 2 if name == "batch_size" else 1)
         _check_int("seed", self.seed, 0)
+        _check_int("checkpoint_steps", self.checkpoint_steps, 0)
+        seconds = self.checkpoint_seconds
+        if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real) or not 0.1 <= seconds <= 86400:
+            raise ConfigError(f"checkpoint_seconds must be a number of seconds in 0.1–86400, got {quote(seconds)}")
+        self.checkpoint_seconds = float(seconds)
+        if not isinstance(self.overwrite, bool):
+            raise ConfigError(f"overwrite must be true or false, got {quote(self.overwrite)}")
+        if self.resume_settings not in RESUME_SETTINGS:
+            known = ", ".join(RESUME_SETTINGS)
+            raise ConfigError(f"resume_settings must be one of {known}, got {quote(self.resume_settings)}")
         if (
             not isinstance(self.resolution, (list, tuple))
             or len(self.resolution) != 2
             or not all(isinstance(v, int) and not isinstance(v, bool) and 4 <= v <= 4096 for v in self.resolution)
         ):
-            raise ConfigError(f"resolution must be [width, height] in pixels (4–4096), got {self.resolution!r}")
+            raise ConfigError(f"resolution must be [width, height] in pixels (4–4096), got {quote(self.resolution)}")
         self.resolution = (int(self.resolution[0]), int(self.resolution[1]))
         if self.engine not in ENGINES:
-            raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+            raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {quote(self.engine)}")
         if self.channels not in (3, 4):
-            raise ConfigError(f"channels must be 3 or 4, got {self.channels!r}")
+            raise ConfigError(f"channels must be 3 or 4, got {quote(self.channels)}")
         if not isinstance(self.optimizer, Mapping):
-            raise ConfigError(f"optimizer must be a mapping of optimizer settings, got {self.optimizer!r}")
+            raise ConfigError(f"optimizer must be a mapping of optimizer settings, got {quote(self.optimizer)}")
         for name in ("targets", "output_dir", "resume"):
             if not isinstance(getattr(self, name), str):
-                raise ConfigError(f"{name} must be a string, got {getattr(self, name)!r}")
+                raise ConfigError(f"{name} must be a string, got {quote(getattr(self, name))}")
         self.specs = [s if isinstance(s, SpecConfig) else _spec_from_dict(s) for s in self.specs]
         if self.clips is not None:
             self.clips = clips.ClipSettings.from_dict(self.clips).to_dict()
@@ -103,9 +136,9 @@ class RunConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> RunConfig:
         if not isinstance(data, Mapping):
             raise ConfigError(f"a run configuration must be a JSON object, got {type(data).__name__}")
-        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        unknown = sorted(str(key) for key in set(data) - {f.name for f in fields(cls)})
         if unknown:
-            raise ConfigError(f"unknown run setting(s) {unknown}; known: {[f.name for f in fields(cls)]}")
+            raise ConfigError(f"unknown run setting(s) {quote(unknown)}; known: {[f.name for f in fields(cls)]}")
         if not isinstance(data.get("specs"), list):
             raise ConfigError("a run configuration needs 'specs': a list of random properties")
         return cls(**data)
@@ -114,11 +147,15 @@ class RunConfig:
     def from_json(cls, path: str | Path) -> RunConfig:
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except OSError as error:
             raise ConfigError(f"cannot read run configuration {path}: {error.strerror}") from None
+        except UnicodeDecodeError as error:
+            raise ConfigError(f"run configuration {path} is not UTF-8 text (byte {error.start})") from None
         except json.JSONDecodeError as error:
             raise ConfigError(f"run configuration {path} is not valid JSON: {error}") from None
+        except RecursionError:
+            raise ConfigError(f"run configuration {path} is nested too deeply to be a run configuration") from None
         return cls.from_dict(data)
 
     def replace(self, **changes: Any) -> RunConfig:
@@ -191,23 +228,39 @@ class RunConfig:
                 if settings.use_clips
                 else None
             ),
+            checkpoint_steps=settings.checkpoint_steps,
+            checkpoint_seconds=settings.checkpoint_seconds,
         )
 
+    def in_free_folder(self) -> RunConfig:
+        """This run, in a folder of its own: the output folder itself when it holds no run (or this run continues
+        the run there), else a new sub-folder ``run-<date>-<time>`` of it (what the panel's runs do)."""
+        output = Path(self.output_dir)
+        if self.overwrite or resumes_in_place(self) or not run_files(output):
+            return self
+        stamp = time.strftime("run-%Y%m%d-%H%M%S")
+        folder, n = output / stamp, 1
+        while folder.exists():
+            n += 1
+            folder = output / f"{stamp}-{n}"
+        return self.replace(output_dir=str(folder))
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ConfigError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+
+def _check_int(name: str, value: Any, minimum: int, maximum: int = MAX_INT) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not minimum <= value <= maximum:
+        raise ConfigError(f"{name} must be an integer ≥ {minimum} (at most {maximum}), got {quote(value)}")
 
 
 def _spec_from_dict(data: Any) -> SpecConfig:
     names = [f.name for f in fields(SpecConfig)]
     if not isinstance(data, Mapping) or set(data) != set(names):
-        raise ConfigError(f"each spec needs exactly the keys {names}, got {data!r}")
+        raise ConfigError(f"each spec needs exactly the keys {names}, got {quote(data)}")
     for name in names[:-1]:
         if not isinstance(data[name], str):
-            raise ConfigError(f"spec {data['label']!r}: {name} must be a string, got {data[name]!r}")
+            raise ConfigError(f"spec {quote(data['label'])}: {name} must be a string, got {quote(data[name])}")
     if not isinstance(data["distribution"], Mapping):
-        raise ConfigError(f"spec {data['label']!r}: distribution must be a mapping, got {data['distribution']!r}")
+        got = quote(data["distribution"])
+        raise ConfigError(f"spec {quote(data['label'])}: distribution must be a mapping, got {got}")
     return SpecConfig(**{**data, "distribution": dict(data["distribution"])})
 
 
@@ -326,14 +379,19 @@ class Session:
         self._reported = 0
         self._result_written_at = 0.0
         self._started_at = 0.0
+        self._checkpoint_step: int | None = None  # the step of the last checkpoint this run wrote
+        self._checkpoint_at = 0.0
+        self.notes: list[str] = []  # what the run decided on its own (e.g. the checkpoint's settings taken)
 
     # ---- public ---------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Validate specs, targets, camera, torch and settings (raising before anything changes), then snapshot
-        the scene, override the render settings and start the training thread."""
+        """Validate specs, targets, camera, torch, settings, a checkpoint to resume and the output folder (raising
+        before anything changes), write a first checkpoint, then snapshot the scene, override the render settings
+        and start the training thread. A failure after that restores the scene before it is raised."""
         if self.status != "new":
             raise ConfigError(f"this session was already started (status {self.status})")
+        checkpoint = self._read_resume()
         config = self.config
         self.parameters, engine_space = self._bind_specs()
         settings = RenderSettings(config.resolution, config.engine, config.samples, config.channels)
@@ -347,6 +405,7 @@ class Session:
             renderer.check()
         if not config.output_dir:
             raise ConfigError("no output folder given for result.json and the checkpoint")
+        self._check_output_folder()
         if clip is None:
             targets, self.target_report = load_targets(config.targets, config.resolution, config.channels)
             native = self.target_report.native_size or scene_output_size(self.scene)
@@ -358,28 +417,27 @@ class Session:
             size, channels = config.resolution, config.channels
             targets, self.target_report = load_clip_targets(config.targets, clip, fps, size, channels)
         self.render_settings = settings
-        self.optimizer = self._make_optimizer(engine_space, targets)
-        try:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise ConfigError(f"cannot create the output folder {self.output_dir}: {error.strerror}") from None
+        self.optimizer = self._make_optimizer(engine_space, targets, checkpoint)
+        self._prepare_output_folder()
         self.report = RunReport(self.output_dir, targets, config.steps, self.truth)
+        self._save_checkpoint()  # resumable from the first moment (a kill -9 before the first periodic one)
+        self._write_result(self.optimizer.values())
 
         from ..engine.training import TrainingThread
 
         self._saved = rna.snapshot([p.bound for p in self.parameters.values()])
-        renderer.__enter__()
-        try:
+        try:  # from here on the scene changes: whatever is raised, it is put back first
+            self._renderer = renderer
+            renderer.__enter__()
             self._thread = TrainingThread(self.optimizer)
             self._thread.start()
-        except BaseException:
-            renderer.restore()
+            self._reported = len(self.optimizer.history)  # a resumed run reports only its own steps
+            self._started_at = time.perf_counter()
+            self.status = "running"
+            self._progress(running=True, message=self.target_report.summary())
+        except BaseException as error:
+            self._end("failed", error)
             raise
-        self._renderer = renderer
-        self._reported = len(self.optimizer.history)  # a resumed run reports only its own steps
-        self._started_at = time.perf_counter()
-        self.status = "running"
-        self._progress(running=True, message=self.target_report.summary())
 
     def step(self) -> bool:
         """One unit of work (at least one render, more while ``tick_seconds`` lasts). Returns False once the run
@@ -411,6 +469,12 @@ class Session:
         """End now: drop batches not yet learned, keep what was learned, write results, restore the scene."""
         if self.status == "running":
             self._end("stopped", None)
+
+    def abandon(self, error: BaseException) -> None:
+        """End a running session because of ``error``, raised outside it (a caller's bug, a signal): the results
+        are written as far as they can be and the scene is restored; never raises."""
+        if self.status == "running":
+            self._end("stopped" if isinstance(error, KeyboardInterrupt) else "failed", error)
 
     def suspend(self) -> None:
         """Put the user's values and render settings back for a moment, e.g. while the .blend is saved mid-run (the
@@ -451,9 +515,9 @@ class Session:
         for spec in self.config.specs:
             label = spec.label.strip()
             if not label or len(label) > MAX_LABEL:
-                raise SpecError(f"spec label {spec.label!r} must be 1–{MAX_LABEL} characters")
+                raise SpecError(f"spec label {quote(spec.label)} must be 1–{MAX_LABEL} characters")
             if label in parameters:
-                raise SpecError(f"two specs are labelled {label!r}; labels must be unique")
+                raise SpecError(f"two specs are labelled {quote(label)}; labels must be unique")
             bound = rna.resolve(label, spec.id_type, spec.id_name, spec.data_path)
             key = (bound.owner.as_pointer(), bound.data_path)
             if key in seen:
@@ -464,14 +528,56 @@ class Session:
             engine_space[label] = engine
         return parameters, engine_space
 
-    def _make_optimizer(self, engine_space: dict[str, dict[str, Any]], targets: Any) -> Any:
+    def _activate_torch(self) -> None:
         from ... import torch_vendor
 
-        status = preferences.torch_status()
         try:
-            torch_vendor.activate(status)
+            torch_vendor.activate(preferences.torch_status())
         except ModuleNotFoundError as error:
             raise SceneFitError(str(error)) from None
+
+    def _read_resume(self) -> Any:
+        """The checkpoint to resume from (None without one). With ``resume_settings="checkpoint"`` the run's specs
+        (distribution kinds), objective and image size become the checkpoint's, each change noted in :attr:`notes`."""
+        if not self.config.resume:
+            return None
+        self._activate_torch()
+        from ..engine.optimizer import read_checkpoint
+
+        checkpoint = read_checkpoint(self.config.resume)
+        if self.config.resume_settings != "checkpoint":
+            return checkpoint
+        config = self.config
+        saved = checkpoint.space.to_dict()
+        specs = []
+        for spec in config.specs:
+            distribution = dict(spec.distribution)
+            if spec.label in saved:
+                distribution = dict(saved[spec.label])
+                if distribution["kind"] == "categorical":
+                    distribution.pop("choices", None)
+                    if spec.distribution.get("choices") is not None:
+                        distribution["choices"] = spec.distribution["choices"]
+                if distribution["kind"] != spec.distribution.get("kind"):
+                    said = spec.distribution.get("kind")
+                    self.notes.append(f"{quote(spec.label)} {distribution['kind']} (the run said {said})")
+            specs.append({**asdict(spec), "distribution": distribution})
+        shape = checkpoint.image_shape
+        height, width, channels = shape[-3:]
+        changes: dict[str, Any] = {"specs": specs}
+        if (width, height, channels) != (*config.resolution, config.channels):
+            said = f"{config.resolution[0]}×{config.resolution[1]}×{config.channels}"
+            self.notes.append(f"image size {width}×{height}×{channels} (the run said {said})")
+            changes.update(resolution=(width, height), channels=channels)
+        objective = checkpoint.config.objective
+        if objective != self.config.optimizer_config().objective:
+            self.notes.append(f"objective {objective} (the run said {self.config.optimizer_config().objective})")
+        changes["optimizer"] = {**config.optimizer, "objective": objective}
+        self.config = config.replace(**changes)
+        return checkpoint
+
+    def _make_optimizer(self, engine_space: dict[str, dict[str, Any]], targets: Any, checkpoint: Any) -> Any:
+        self._activate_torch()
         from ..engine.distributions import ParameterSpace, distribution_from_dict
         from ..engine.optimizer import AskTellOptimizer
 
@@ -481,17 +587,37 @@ class Session:
                 distributions[label] = distribution_from_dict(engine)
             except DistributionError as error:
                 raise SpecError(f"{self.parameters[label].bound.culprit}: {error}") from None
-        config = self.config
-        optimizer_config = config.optimizer_config()
-        if not config.resume:
+        optimizer_config = self.config.optimizer_config()
+        if checkpoint is None:
             return AskTellOptimizer(ParameterSpace(distributions), targets, optimizer_config)
-        optimizer = AskTellOptimizer.load_checkpoint(config.resume, targets)
-        if optimizer.space.labels != list(distributions):
+        differences = _resume_differences(checkpoint, distributions, optimizer_config.objective, targets.shape[1:])
+        if differences:
             raise ConfigError(
-                f"checkpoint {config.resume} learns {optimizer.space.labels}, this run's specs are "
-                f"{list(distributions)}"
+                f"checkpoint {cut(str(checkpoint.path))} does not match this run: {'; '.join(differences)} "
+                "(change the run, or take the checkpoint's settings with --resume-settings checkpoint)"
             )
-        return optimizer
+        return AskTellOptimizer.from_checkpoint(checkpoint, targets)
+
+    # ---- output folder --------------------------------------------------------------------------------------
+
+    def _resumes_in_place(self) -> bool:
+        return resumes_in_place(self.config)
+
+    def _check_output_folder(self) -> None:
+        check_output_folder(self.config)
+
+    def _prepare_output_folder(self) -> None:
+        """Create the folder; remove an earlier run's files (overwrite) or, resuming in place, its report pictures
+        and any temporary file a killed run left."""
+        try:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            keep = {writeback.CHECKPOINT_FILE, writeback.RESULT_FILE} if self._resumes_in_place() else set()
+            for path in run_files(self.output_dir):
+                if path.name not in keep:
+                    path.unlink(missing_ok=True)
+        except OSError as error:
+            folder = cut(str(self.output_dir))
+            raise OutputError(f"cannot prepare the output folder {folder}: {_reason(error)}") from None
 
     # ---- running --------------------------------------------------------------------------------------------
 
@@ -544,7 +670,8 @@ class Session:
         rna.assign(assignments)
 
     def _publish(self, final: bool = False) -> None:
-        """Report new history entries, write back after parameter steps, update the progress shown in the UI."""
+        """Report new history entries, write back after parameter steps, checkpoint when one is due, update the
+        progress shown in the UI. Writing result.json and the checkpoint at the end is :meth:`_end`'s."""
         new_entries = self.optimizer.history[self._reported :]
         self._reported += len(new_entries)
         for entry in new_entries:
@@ -555,8 +682,13 @@ class Session:
         snapshot = self._thread.snapshot()
         if final or any(entry.get("param_step") for entry in new_entries):
             writeback.write_custom_properties(self.parameters, snapshot["values"])
-            if final or time.perf_counter() - self._result_written_at >= RESULT_INTERVAL_S:
+        if not final:
+            if new_entries and self._checkpoint_due():
+                self._save_checkpoint()
                 self._write_result(snapshot["values"])
+            elif any(entry.get("param_step") for entry in new_entries):
+                if time.perf_counter() - self._result_written_at >= RESULT_INTERVAL_S:
+                    self._write_result(snapshot["values"])
         elapsed = time.perf_counter() - self._started_at
         self._progress(
             step=snapshot["step"],
@@ -567,55 +699,88 @@ class Session:
             loss=_number(snapshot.get("d_loss")),
         )
 
+    def _checkpoint_due(self) -> bool:
+        done = self.optimizer.step - (self._checkpoint_step or 0)
+        every = self.config.checkpoint_steps
+        late = time.perf_counter() - self._checkpoint_at >= self.config.checkpoint_seconds
+        return done > 0 and ((every > 0 and done >= every) or late)
+
+    def _save_checkpoint(self) -> None:
+        """Write checkpoint.pt atomically (the last good one stays when this fails: OutputError)."""
+        path = self.checkpoint_path
+        try:
+            step = self.optimizer.save_checkpoint(path)
+        except (OSError, RuntimeError) as error:  # torch.save reports a full disk as a RuntimeError
+            raise OutputError(f"cannot write the checkpoint {cut(str(path))}: {_reason(error, path.parent)}") from None
+        self._checkpoint_step, self._checkpoint_at = step, time.perf_counter()
+
     def _write_result(self, values: Mapping[str, Any]) -> None:
+        error = self.error
+        shown = None
+        if error is not None and not isinstance(error, KeyboardInterrupt):
+            shown = cut(str(error) or type(error).__name__)
         document = writeback.result_document(
             self.parameters,
             values,
             list(self.optimizer.history),
             self.renders,
-            time.perf_counter() - self._started_at,
-            self.status,
+            time.perf_counter() - self._started_at if self._started_at else 0.0,
+            "running" if self.status == "new" else self.status,
             {
                 "steps": self.optimizer.step,
                 "config": self.config.to_dict(),
                 "targets": self.target_report.summary() if self.target_report else "",
-                "checkpoint": writeback.CHECKPOINT_FILE,
-                "error": str(self.error) if self.error else None,
+                "checkpoint": writeback.CHECKPOINT_FILE if self._checkpoint_step is not None else None,
+                "checkpoint_steps": self._checkpoint_step,
+                "error": shown,
                 "warnings": list(self.warnings),
             },
         )
-        writeback.write_result(self.output_dir, document)
+        try:
+            writeback.write_result(self.output_dir, document)
+        except OSError as caught:
+            raise OutputError(f"cannot write {cut(str(self.result_path))}: {_reason(caught)}") from None
         self._result_written_at = time.perf_counter()
 
     def _end(self, status: str, error: BaseException | None) -> None:
-        """Stop training, write what was learned, and restore the scene whatever happens on the way. A failure
-        to write results is raised (after restoring) unless the run already failed for another reason."""
+        """Stop training, write what was learned (checkpoint, then result.json, then the report, each on its own)
+        and restore the scene whatever happens on the way. A failure to write is raised (after restoring) unless the
+        run already ended for another reason; result.json then says "failed" and names the last good checkpoint."""
         self.status, self.error = status, error
-        write_error: Exception | None = None
+        failures: list[Exception] = []
+
+        def attempt(action: Callable[[], Any]) -> None:
+            try:
+                action()
+            except Exception as caught:  # the scene is restored below in any case
+                failures.append(caught)
+
         try:
-            self._thread.stop()
-            self._publish(final=True)
-            self.optimizer.save_checkpoint(self.checkpoint_path)
-            self.report.finish(list(self.optimizer.history))
-        except Exception as caught:  # the scene is restored below in any case
-            write_error = caught
+            if self._thread is not None:
+                attempt(self._thread.stop)
+                attempt(lambda: self._publish(final=True))
+            attempt(self._save_checkpoint)
+            if failures and error is None:
+                self.status, self.error = "failed", failures[0]
+            attempt(lambda: self._write_result(self.optimizer.values()))
+            if self.report is not None:
+                attempt(lambda: self.report.finish(list(self.optimizer.history)))
         finally:
             problems = rna.restore(self._saved)
             problems += self._renderer.restore() if self._renderer else []
             self._renderer = None
-            message = {"finished": "Finished", "stopped": "Stopped"}.get(status, f"Failed: {error}")
-            if write_error is not None:
-                message += f" — results not written: {write_error}"
+            message = {"finished": "Finished", "stopped": "Stopped"}.get(self.status, f"Failed: {cut(str(self.error))}")
+            if failures and self.error is not failures[0]:
+                message += f" — results not written: {cut(str(failures[0]))}"
             if problems:
                 message += " — not restored: " + "; ".join(problems)
-            if self.report.problem:
+            if self.report is not None and self.report.problem:
                 message += f" — {self.report.problem}"
             if self.warnings:
                 message += " — " + "; ".join(self.warnings)
             self._progress(running=False, message=message)
-        if write_error is not None and error is None:
-            self.status, self.error = "failed", write_error
-            raise write_error
+        if failures and error is None:
+            raise failures[0]
 
     def _warn(self, warning: str) -> None:
         if warning not in self.warnings:
@@ -629,6 +794,8 @@ class Session:
             return
         values.setdefault("steps", self.config.steps)
         for key, value in values.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                value = max(-MAX_INT, min(value, MAX_INT))  # the panel's counters are 32-bit
             setattr(progress, key, value)
 
 
@@ -642,3 +809,72 @@ def _set_all(settings: list[tuple[Any, str, Any]]) -> None:
 
 def _number(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else 0.0
+
+
+def resumes_in_place(config: RunConfig) -> bool:
+    """Whether the run continues the checkpoint of the run in its own output folder."""
+    output = Path(config.output_dir)
+    return bool(config.resume) and Path(config.resume).resolve() == (output / writeback.CHECKPOINT_FILE).resolve()
+
+
+def check_output_folder(config: RunConfig) -> None:
+    """Refuse an output folder that holds another run, unless ``overwrite`` or the run resumes that run's checkpoint
+    (ConfigError, before anything is written)."""
+    output = Path(config.output_dir)
+    if config.overwrite or resumes_in_place(config):
+        return
+    found = run_files(output)
+    if found:
+        names = ", ".join(sorted(p.name for p in found)[:4]) + (", …" if len(found) > 4 else "")
+        raise ConfigError(
+            f"output folder {cut(str(output))} already holds a run ({names}): give another output folder, "
+            f"overwrite it (--overwrite), or continue it (--resume {output / writeback.CHECKPOINT_FILE})"
+        )
+
+
+def run_files(folder: Path) -> list[Path]:
+    """The files of a SceneFit run in ``folder`` (result.json, checkpoint.pt, report pictures, temporary files)."""
+    if not folder.is_dir():
+        return []
+    found = {folder / name for name in RUN_FILES if (folder / name).exists()}
+    for pattern in RUN_FILE_PATTERNS:
+        found.update(path for path in folder.glob(pattern) if path.is_file())
+    return sorted(found)
+
+
+def _reason(error: BaseException, folder: Path | None = None) -> str:
+    """Why writing failed, in a few words: the OS's reason, "no space left on device" when the folder's disk is
+    (nearly) full (torch.save says only "unexpected pos …"), else the first line of the message."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    try:
+        if folder is not None and shutil.disk_usage(folder).free < 1 << 20:
+            return "No space left on device"
+    except OSError:
+        if folder is not None and not folder.is_dir():
+            return "No such file or directory"
+    text = str(error).strip().splitlines()
+    return cut(text[0] if text else type(error).__name__)
+
+
+def _resume_differences(checkpoint: Any, distributions: Mapping[str, Any], objective: str, shape: tuple) -> list[str]:
+    """What a checkpoint was saved with that this run does not have: labels, distribution kinds, the objective, the
+    image (or clip) size."""
+    differences = []
+    saved = checkpoint.space.distributions
+    if list(saved) != list(distributions):
+        differences.append(f"it learns {quote(list(saved))}, this run's specs are {quote(list(distributions))}")
+    for label in saved:
+        if label in distributions and saved[label].kind != distributions[label].kind:
+            differences.append(f"{quote(label)} is {saved[label].kind} there, {distributions[label].kind} here")
+    if checkpoint.config.objective != objective:
+        differences.append(f"objective {checkpoint.config.objective} there, {objective} here")
+    if tuple(checkpoint.image_shape) != tuple(shape):
+        differences.append(f"images {_shape(checkpoint.image_shape)} there, {_shape(shape)} here")
+    return differences
+
+
+def _shape(shape: tuple) -> str:
+    *frames, height, width, channels = shape
+    size = f"{width}×{height}×{channels}"
+    return f"{frames[0]} frames of {size}" if frames else size

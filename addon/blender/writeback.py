@@ -10,6 +10,7 @@ of text.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -98,8 +99,13 @@ def write_result(folder: Path, document: Mapping[str, Any]) -> Path:
     """Write result.json atomically (a reader never sees half a file); NaN/inf become null."""
     path = folder / RESULT_FILE
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(_json_safe(document), indent=1))
-    os.replace(temporary, path)
+    try:
+        temporary.write_text(json.dumps(_json_safe(document), indent=1))
+        os.replace(temporary, path)
+    except BaseException:  # a full disk, a deleted folder: no half-written file stays behind
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -36,3 +36,26 @@ class RenderError(SceneFitError, RuntimeError):
 
 class ReportError(SceneFitError, RuntimeError):
     """Reports cannot be drawn: matplotlib or Pillow is not importable, or the history/images are unusable."""
+
+
+class OutputError(SceneFitError, RuntimeError):
+    """The output folder cannot be written (disk full, folder deleted, no permission): the last good checkpoint and
+    result.json are kept, no partial file is left."""
+
+
+# Inputs quoted in messages are cut to this many characters: a 50 MB label must not become a 50 MB message.
+QUOTE_LIMIT = 200
+
+
+def cut(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """``text`` shortened to at most ``limit`` characters, ending in "…" when something was cut off."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)`` for a message, cut to ``limit`` characters (the one helper every message quoting input uses)."""
+    try:
+        text = repr(value)
+    except Exception:  # a value whose repr fails is still worth naming
+        text = f"<{type(value).__name__}>"
+    return cut(text, limit)

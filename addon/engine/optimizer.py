@@ -12,10 +12,12 @@ waits for a discriminator step.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import numbers
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -27,7 +29,7 @@ import torch
 
 from . import diagnostics
 from .distributions import ParameterSpace, Value
-from .errors import ConfigError, SceneFitError, TargetError, TrainingError
+from .errors import ConfigError, SceneFitError, TargetError, TrainingError, cut, quote
 from .estimators import EstimatorConfig, ScoreFunctionEstimator
 from .objectives import OBJECTIVES, Objective, ObjectiveConfig, make_objective
 
@@ -649,28 +651,94 @@ class AskTellOptimizer:
                 self._pending = pending
             self.history = history
 
-    def save_checkpoint(self, path: str | Path) -> None:
-        """Write :meth:`state_dict` with ``torch.save`` (atomically: a temporary file renamed into place)."""
+    def save_checkpoint(self, path: str | Path) -> int:
+        """Write :meth:`state_dict` with ``torch.save`` atomically: a temporary file renamed into place, removed
+        again when writing fails (a full disk, a deleted folder), so ``path`` is always the last good checkpoint.
+        Returns the step saved."""
         path = Path(path)
         temporary = path.with_name(path.name + ".tmp")
-        torch.save(self.state_dict(), temporary)
-        temporary.replace(path)
+        state = self.state_dict()
+        try:
+            torch.save(state, temporary)
+            os.replace(temporary, path)
+            return int(state["step"])
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
+            raise
 
     @classmethod
     def load_checkpoint(cls, path: str | Path, targets: np.ndarray) -> AskTellOptimizer:
         """An optimizer resumed from :meth:`save_checkpoint` (``torch.load(weights_only=True)``): the next step
         is exactly the one the saved optimizer would have taken. ``targets`` must be the same images."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"checkpoint not found: {path}")
+        return cls.from_checkpoint(read_checkpoint(path), targets)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Checkpoint, targets: np.ndarray) -> AskTellOptimizer:
+        """An optimizer resumed from a checkpoint already read with :func:`read_checkpoint`."""
+        optimizer = cls(checkpoint.space, targets, checkpoint.config)
         try:
-            state = torch.load(path, weights_only=True)
-        except Exception as error:
-            raise ConfigError(f"checkpoint {path} is not a SceneFit optimizer checkpoint: {error}") from error
-        if not isinstance(state, Mapping) or state.get("format") != CHECKPOINT_FORMAT:
-            raise ConfigError(f"checkpoint {path} is not a SceneFit optimizer checkpoint")
-        config = OptimizerConfig.from_dict(json.loads(state["config"]))
-        space = ParameterSpace.from_dict(json.loads(state["space_structure"]))
-        optimizer = cls(space, targets, config)
-        optimizer.load_state_dict(state)
+            optimizer.load_state_dict(checkpoint.state)
+        except ConfigError as error:
+            raise ConfigError(f"checkpoint {checkpoint.path}: {error}") from None
         return optimizer
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint file read and checked by :func:`read_checkpoint`: its raw state, the optimizer settings and the
+    parameter space it was saved with, and the image shape (H, W, C) or clip shape (T, H, W, C) it learned on."""
+
+    path: Path
+    state: Mapping[str, Any]
+    config: OptimizerConfig
+    space: ParameterSpace
+    image_shape: tuple[int, ...]
+
+    @property
+    def step(self) -> int:
+        return int(self.state["step"])
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Load a checkpoint with ``torch.load(weights_only=True)`` and check everything a resume relies on (format,
+    the JSON fields, counters ≥ 0, the image shape); any problem is a ConfigError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as error:
+        raise ConfigError(f"checkpoint {path} is not a SceneFit optimizer checkpoint: {cut(str(error))}") from None
+    if not isinstance(state, Mapping) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ConfigError(f"checkpoint {path} is not a SceneFit optimizer checkpoint")
+    try:
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise ConfigError(f"version {quote(state.get('version'))} is not {CHECKPOINT_VERSION}")
+        missing = sorted(set(_STATE_KEYS) - set(state))
+        if missing:
+            raise ConfigError(f"it lacks {missing}")
+        parsed = {}
+        for key in ("config", "space_structure", "history"):
+            if not isinstance(state[key], str):
+                raise ConfigError(f"its {key} is not JSON text")
+            try:
+                parsed[key] = json.loads(state[key])
+            except (ValueError, RecursionError):
+                raise ConfigError(f"its {key} is not valid JSON") from None
+        if not isinstance(parsed["history"], list):
+            raise ConfigError("its history is not a list")
+        for name in ("step", "renders", "param_steps", "next_id"):
+            _integer(name, state[name], 0)
+        shape = state["image_shape"]
+        if not isinstance(shape, (list, tuple)) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape
+        ):
+            raise ConfigError(f"image_shape must be positive integers, got {quote(shape)}")
+        if not isinstance(parsed["config"], Mapping):
+            raise ConfigError("its config is not a mapping")
+        config = OptimizerConfig.from_dict(parsed["config"])
+        space = ParameterSpace.from_dict(parsed["space_structure"])
+    except (SceneFitError, TypeError, ValueError) as error:
+        raise ConfigError(f"checkpoint {path} cannot be used: {cut(str(error))}") from None
+    return Checkpoint(path, state, config, space, tuple(int(v) for v in shape))

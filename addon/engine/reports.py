@@ -10,8 +10,9 @@ Nothing here imports bpy or torch.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -127,9 +128,10 @@ def write_gif(frames: Sequence[np.ndarray], path: Path | str, duration_ms: int =
     images = [Image.fromarray(bordered(frame, colour)) for frame, colour in zip(frames, colours, strict=True)]
     path = Path(path)
     # disposal=1 and optimize=False keep every frame whole, so readers (and tests) see exactly what was drawn.
-    images[0].save(
-        path, save_all=True, append_images=images[1:], duration=duration_ms, loop=0, optimize=False, disposal=1
-    )
+    with _whole_or_none(path):
+        images[0].save(
+            path, save_all=True, append_images=images[1:], duration=duration_ms, loop=0, optimize=False, disposal=1
+        )
     return path
 
 
@@ -137,8 +139,20 @@ def write_png(picture: np.ndarray, path: Path | str) -> Path:
     Image, _ = _pil()
     path = Path(path)
     # Written during runs (snapshots): level 1 is 3× faster than the default 6 for a few % larger files.
-    Image.fromarray(picture).save(path, compress_level=1)
+    with _whole_or_none(path):
+        Image.fromarray(picture).save(path, compress_level=1)
     return path
+
+
+@contextlib.contextmanager
+def _whole_or_none(path: Path | str) -> Iterator[None]:
+    """A file written in the block is removed when writing fails (a full disk leaves no half picture behind)."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            Path(path).unlink(missing_ok=True)
+        raise
 
 
 # --- plots -----------------------------------------------------------------------------------------------------
@@ -254,13 +268,15 @@ def plot_parameters(
     history: Sequence[Mapping[str, Any]], path: Path | str, truth: Mapping[str, Mapping[str, Any]] | None = None
 ) -> Path:
     path = Path(path)
-    parameter_figure(history, truth).savefig(path)
+    with _whole_or_none(path):
+        parameter_figure(history, truth).savefig(path)
     return path
 
 
 def plot_losses(history: Sequence[Mapping[str, Any]], path: Path | str) -> Path:
     path = Path(path)
-    loss_figure(history).savefig(path)
+    with _whole_or_none(path):
+        loss_figure(history).savefig(path)
     return path
 
 
