@@ -19,6 +19,8 @@ from .run import CONTROLLER
 
 _ID_ICONS = {identifier: icon for identifier, _name, _description, icon, _number in ID_TYPE_ITEMS}
 MAX_CHOICES_SHOWN = 3
+# Two short lines: one line was cut at the sidebar's default width ("Right-click any fi…mize with SceneFit").
+EMPTY_HINT = ("Right-click any field ▸", "Randomize with SceneFit")
 
 
 # ---- view models ----------------------------------------------------------------------------------------------
@@ -40,7 +42,9 @@ def distribution_text(entry: dict[str, Any], unit: str = "NONE") -> str:
             text += f"  [{_number(entry['low'], unit)}, {_number(entry['high'], unit)}]"
         return text
     if kind == "lognormal":
-        return f"log μ {entry['mu']:.3g}  σ {entry['sigma']:.3g}  (median {math.exp(entry['mu']):.4g})"
+        # The mean, not the median: it is what Apply Mean sets.
+        mean = math.exp(entry["mu"] + entry["sigma"] ** 2 / 2)
+        return f"log μ {entry['mu']:.3g}  σ {entry['sigma']:.3g}  (mean {mean:.4g})"
     if kind == "categorical":
         probs = entry.get("probs") or {}
         ranked = sorted(probs.items(), key=lambda item: -item[1])
@@ -218,7 +222,9 @@ class SCENEFIT_PT_parameters(_SceneFitPanel, bpy.types.Panel):
         side.operator("scenefit.spec_move", icon="TRIA_UP", text="").direction = "UP"
         side.operator("scenefit.spec_move", icon="TRIA_DOWN", text="").direction = "DOWN"
         if not len(settings.specs):
-            layout.label(text="Right-click any field ▸ Randomize with SceneFit", icon="INFO")
+            col = layout.column(align=True)
+            col.label(text=EMPTY_HINT[0], icon="INFO")
+            col.label(text=EMPTY_HINT[1], icon="BLANK1")
             return
         index = min(settings.active_spec_index, len(settings.specs) - 1)
         draw_spec(layout, settings.specs[index], editable=not CONTROLLER.running)
@@ -361,11 +367,11 @@ class SCENEFIT_PT_run(_SceneFitPanel, bpy.types.Panel):
             for spec in context.scene.scenefit.specs:
                 text, learned = spec_summary(spec)
                 col.label(text=f"{spec_label(spec)}: {text}", icon="CHECKMARK" if learned else "DOT")
-        if not view.running:
-            row = layout.row(align=True)
-            row.operator("scenefit.apply_mean", icon="CHECKMARK")
-            row.operator("scenefit.open_results", icon="FILE_FOLDER")
-            layout.operator("scenefit.generate_dataset", icon="RENDERLAYERS")
+        if not view.running:  # one button a line: side by side their labels were cut ("Apply Mean to …")
+            col = layout.column(align=True)
+            col.operator("scenefit.apply_mean", icon="CHECKMARK")
+            col.operator("scenefit.open_results", icon="FILE_FOLDER")
+            col.operator("scenefit.generate_dataset", icon="RENDERLAYERS")
 
 
 _CLASSES = (

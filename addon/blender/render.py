@@ -217,12 +217,13 @@ def read_tga(path: Path) -> np.ndarray:
 
 @contextlib.contextmanager
 def _quiet_stdout() -> Iterator[None]:
-    """Silence Blender's per-render status lines in background mode (batch prints one line per step).
+    """Silence Blender's per-render status lines ("Saved: …/render.tga", "Time: …"), in the UI as in background
+    mode: a run renders thousands of images, and batch prints one line per step.
 
     They are written by C code straight to file descriptor 1, so sys.stdout cannot catch them; errors still
     arrive as exceptions and on stderr.
     """
-    libc = _libc() if bpy.app.background else None
+    libc = _libc()
     if libc is None:
         yield
         return

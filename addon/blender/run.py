@@ -123,18 +123,25 @@ class RunController:
 
     # ---- ending ---------------------------------------------------------------------------------------------
 
-    def _ended(self) -> None:
+    def _ended(self, push_undo: bool = True) -> None:
         session, self.session = self.session, None
         self._suspended = False
         if session is None:
             return
         message = {"finished": "Finished", "stopped": "Stopped"}.get(session.status, f"Failed: {session.error}")
         self.outcome = RunOutcome(_scene_name(session.scene), session.status, message, session.output_dir)
+        if push_undo and self._timer is not None:
+            _push_undo_step()
 
-    def shutdown(self) -> None:
-        """Stop any run and drop the timer: for loading another file and for disabling the extension."""
+    def shutdown(self, push_undo: bool = True) -> None:
+        """Stop any run and drop the timer: for loading another file (``push_undo=False``: that file's undo
+        history is gone anyway), undo (``False``: never push during an undo) and disabling the extension."""
         try:
-            self.stop()
+            if self.session is not None:
+                try:
+                    self.session.stop()
+                finally:
+                    self._ended(push_undo)
         except Exception as error:  # the scene was restored; the results could not be written
             print(f"SceneFit: run stopped, results not written: {error}")
         finally:
@@ -143,6 +150,17 @@ class RunController:
     def forget(self) -> None:
         """Drop the last run's outcome (another file was loaded: its scenes are not the ones that ran)."""
         self.outcome = None
+
+
+def _push_undo_step() -> None:
+    """One undo step holding an interactive run's learned custom properties and the restored scene, however the
+    run ended (finished, Esc, Stop, a failure, the extension disabled): a later Ctrl+Z then undoes what came
+    after the run, not the run's result with it."""
+    try:
+        if bpy.ops.ed.undo_push.poll():
+            bpy.ops.ed.undo_push(message="SceneFit run")
+    except RuntimeError as error:  # no context for undo (e.g. while Blender quits): nothing to keep it for
+        print(f"SceneFit: no undo step for the run: {error}")
 
 
 def _scene_name(scene: bpy.types.Scene) -> str:
@@ -231,8 +249,6 @@ class SCENEFIT_OT_optimize(bpy.types.Operator):
         finally:
             CONTROLLER.remove_timer()
         _redraw(context)
-        if bpy.ops.ed.undo_push.poll():  # one undo step holding the learned custom properties
-            bpy.ops.ed.undo_push(message="SceneFit run")
         return self._report_outcome()
 
     def _report_outcome(self) -> set[str]:
@@ -289,12 +305,12 @@ def _save_post(*_args: Any) -> None:
 
 @persistent
 def _stop_run(*_args: Any) -> None:
-    CONTROLLER.shutdown()
+    CONTROLLER.shutdown(push_undo=False)
 
 
 @persistent
 def _load_pre(*_args: Any) -> None:
-    CONTROLLER.shutdown()
+    CONTROLLER.shutdown(push_undo=False)
     CONTROLLER.forget()
 
 
