@@ -54,7 +54,7 @@ bind() {
 unmount_all() {
   local i
   for ((i = ${#MOUNTED[@]} - 1; i >= 0; i--)); do
-    umount "${MOUNTED[i]}" || umount -l "${MOUNTED[i]}" || true
+    umount "${MOUNTED[i]}" 2>/dev/null || umount -l "${MOUNTED[i]}" || true   # lazily when still busy
   done
   MOUNTED=()
 }
