@@ -47,6 +47,7 @@ def ui(scenefit):
         panels=blender.panels,
         picking=blender.picking,
         run=blender.run,
+        run_pictures=blender.run_pictures,
         torch_setup=blender.torch_setup,
         target_check=blender.target_check,
         torch_vendor=importlib.import_module(f"{scenefit.__name__}.torch_vendor"),
@@ -158,7 +159,9 @@ def test_specs_of_every_kind(ui, scene):
         ("p(on) 0.50", False),
     ]
     listed = draw_list(ui, scene).texts()
-    assert all(text in listed for text, _ in summaries)
+    shorts = [ui.panels.spec_short(spec) for spec in settings.specs]
+    assert shorts[:4] == [("μ 0.0°", False), ("mean 7.538", False), ("POINT 25%", False), ("p(on) 0.50", False)]
+    assert all(text in listed for text, _ in shorts)  # the list row is short; the full text is below the list
 
 
 def test_running_and_finished(ui, scene, tmp_path):
@@ -205,6 +208,31 @@ def test_running_and_finished(ui, scene, tmp_path):
     learned = [text for text in layout.texts() if text.startswith(f"{label}: μ ")]
     assert learned, layout.texts()  # the learned distribution, read back from the object's custom property
     assert bpy.ops.scenefit.apply_mean.poll() and bpy.ops.scenefit.open_results.poll()
+    # Pictures: the last renders under targets, and one μ ± σ plot per parameter, drawn as previews.
+    renders, plots = ui.run_pictures.current(scene)
+    assert renders is not None and [label for label, _ in plots] == [label], ui.run_pictures.problem
+    icons = [call.kwargs["icon_value"] for call in layout.calls() if call.name == "template_icon"]
+    assert renders in icons and plots[0][1] in icons
+    assert not ui.run_pictures.problem
+    # Nothing is longer than a label across the sidebar at its default width (the real UI cut them with "…").
+    too_long = [text for text in layout.texts() if len(text) > ui.panels.DEFAULT_LABEL_CHARS]
+    assert not too_long
+
+
+def test_run_picture_puts_renders_under_targets(ui):
+    targets = np.zeros((5, 8, 6, 3), np.float32)
+    renders = np.ones((4, 8, 6, 4), np.float32)
+    picture = ui.run_pictures.strip(targets, renders, count=3, pad=2)
+    assert picture.shape == (8 + 4 + 8, 3 * 6 + 2 * 2, 3) and picture.dtype == np.uint8
+    assert (picture[:8, :6] == 0).all() and (picture[12:, :6] == 255).all()  # targets above, renders below
+
+
+def test_long_labels_are_wrapped_not_cut(ui):
+    layout = RecordingLayout()
+    ui.panels.label_lines(layout, "8 target images loaded from /tmp/somewhere/targets/images", "INFO", 20)
+    texts = [call.kwargs["text"] for call in layout.calls() if call.name == "label"]
+    assert texts == ["8 target images", "loaded from /tmp/som", "ewhere/targets/image", "s"]
+    assert [call.kwargs["icon"] for call in layout.calls() if call.name == "label"] == ["INFO", *["BLANK1"] * 3]
 
 
 def test_torch_missing_says_what_to_do(ui, scene, monkeypatch):

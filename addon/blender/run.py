@@ -16,7 +16,7 @@ import bpy
 from bpy.app.handlers import persistent
 
 from ..engine.errors import SceneFitError
-from . import target_check
+from . import run_pictures, target_check
 from .session import RunConfig, Session
 
 TIMER_INTERVAL_S = 0.02  # how often the UI asks for the next slice
@@ -72,6 +72,8 @@ class RunController:
             raise
         if not going:
             self._ended()
+        else:
+            run_pictures.refresh(session)
         return going
 
     def run_to_end(self) -> None:
@@ -130,6 +132,8 @@ class RunController:
             return
         message = {"finished": "Finished", "stopped": "Stopped"}.get(session.status, f"Failed: {session.error}")
         self.outcome = RunOutcome(_scene_name(session.scene), session.status, message, session.output_dir)
+        if push_undo:  # not while a file is loaded or an undo step replaces the data-blocks
+            run_pictures.refresh(session, final=True)
         if push_undo and self._timer is not None:
             _push_undo_step()
 
@@ -312,6 +316,7 @@ def _stop_run(*_args: Any) -> None:
 def _load_pre(*_args: Any) -> None:
     CONTROLLER.shutdown(push_undo=False)
     CONTROLLER.forget()
+    run_pictures.forget()
 
 
 _HANDLERS = (
@@ -337,6 +342,7 @@ def register() -> None:
 
 def unregister() -> None:
     CONTROLLER.shutdown()
+    run_pictures.unregister()
     for handlers, handler in _HANDLERS:
         if handlers is not None and handler in handlers:
             handlers.remove(handler)
