@@ -170,6 +170,9 @@ def scenario():
     result = call(bpy.ops.wm.save_as_mainfile, filepath=CONFIG["saved"], copy=True)
     check("saving during a run", result == {"FINISHED"} and running(), result)
     check("after the save the run goes on with a sample", running())
+    yield from until(lambda: m("run_pictures").current(scene())[1], 60, "the Run panel's pictures")
+    renders, plots = m("run_pictures").current(scene())
+    check("the Run panel shows renders under targets and a plot per parameter", renders and len(plots) == 2, plots)
     yield 1.0
     redraw()
     screenshot(CONFIG["screenshot"])

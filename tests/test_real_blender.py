@@ -218,7 +218,7 @@ def test_panel_driven_for_real_under_xvfb(blender: RealBlender, extension_zip: P
     (blender.folder / "config.json").write_text(json.dumps(config))
     display = 100 + os.getpid() % 400
     session = (
-        f"Xvfb :{display} -screen 0 1500x1250x24 -nolisten tcp & xvfb=$!; "
+        f"Xvfb :{display} -screen 0 1500x1700x24 -nolisten tcp & xvfb=$!; "
         f"for i in $(seq 50); do [ -e /tmp/.X11-unix/X{display} ] && break; sleep 0.1; done; "
         f"DISPLAY=:{display} timeout 480 blender --enable-event-simulate {start} "
         f"-P {blender.folder / 'driver.py'} -- {blender.folder / 'config.json'}; rc=$?; "

@@ -160,7 +160,7 @@ def test_specs_of_every_kind(ui, scene):
     ]
     listed = draw_list(ui, scene).texts()
     shorts = [ui.panels.spec_short(spec) for spec in settings.specs]
-    assert shorts[:4] == [("μ 0.0°", False), ("mean 7.538", False), ("POINT 25%", False), ("p(on) 0.50", False)]
+    assert shorts[:4] == [("μ 0.0°", False), ("mean 7.54", False), ("POINT 25%", False), ("p(on) 0.50", False)]
     assert all(text in listed for text, _ in shorts)  # the list row is short; the full text is below the list
 
 
@@ -225,6 +225,7 @@ def test_run_picture_puts_renders_under_targets(ui):
     picture = ui.run_pictures.strip(targets, renders, count=3, pad=2)
     assert picture.shape == (8 + 4 + 8, 3 * 6 + 2 * 2, 3) and picture.dtype == np.uint8
     assert (picture[:8, :6] == 0).all() and (picture[12:, :6] == 255).all()  # targets above, renders below
+    assert (picture[8:12] == ui.run_pictures.GAP).all() and (picture[:8, 6:8] == ui.run_pictures.GAP).all()
 
 
 def test_long_labels_are_wrapped_not_cut(ui):

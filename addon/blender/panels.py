@@ -86,7 +86,7 @@ def short_text(entry: dict[str, Any], unit: str = "NONE") -> str:
     if kind in ("normal", "truncnormal"):
         return f"μ {_number(entry['mu'], unit)}"
     if kind == "lognormal":
-        return f"mean {math.exp(entry['mu'] + entry['sigma'] ** 2 / 2):.4g}"
+        return f"mean {math.exp(entry['mu'] + entry['sigma'] ** 2 / 2):.3g}"
     if kind == "categorical":
         ranked = sorted((entry.get("probs") or {}).items(), key=lambda item: -item[1])
         return f"{ranked[0][0]} {ranked[0][1]:.0%}" if ranked else ""
@@ -188,7 +188,7 @@ class SCENEFIT_UL_specs(bpy.types.UIList):
     ) -> None:
         row = layout.row(align=True)
         row.prop(item, "learn", text="", icon="LOCKED" if not item.learn else "UNLOCKED", emboss=False)
-        split = row.split(factor=0.45, align=True)  # halves cut the distribution ("mean 3.…")
+        split = row.split(factor=0.35, align=True)  # halves cut the distribution ("mean 3.…")
         split.label(text=spec_label(item), icon="ERROR" if item.problem else _ID_ICONS.get(item.id_type, "NONE"))
         text, learned = spec_short(item)
         split.label(text=text, icon="CHECKMARK" if learned else "NONE")

@@ -22,6 +22,7 @@ import numpy as np
 REFRESH_SECONDS = 3.0
 SHOWN = 3  # targets and renders side by side, one row each
 MAX_PLOTS = 4
+GAP = 48  # grey between the pictures, near the sidebar's own
 
 _previews: Any = None
 _pictures: dict[str, Any] = {"scene": "", "renders": None, "plots": [], "drawn_at": 0.0, "key": None}
@@ -52,19 +53,20 @@ def _load(name: str, path: Path) -> int:
 
 
 def strip(targets: np.ndarray, renders: np.ndarray, count: int = SHOWN, pad: int = 2) -> np.ndarray:
-    """``count`` targets in a row above ``count`` renders (uint8 RGB), white gaps: what the panel shows."""
+    """``count`` targets in a row above ``count`` renders (uint8 RGB), gaps in the sidebar's grey: what the panel
+    shows."""
     from ..engine.reports import to_uint8
 
     rows = []
     for images in (targets[:count], renders[:count]):
         tiles = to_uint8(images)[..., :3]
         height, width = tiles.shape[1:3]
-        row = np.full((height, count * width + (count - 1) * pad, 3), 255, np.uint8)
+        row = np.full((height, count * width + (count - 1) * pad, 3), GAP, np.uint8)
         for i, tile in enumerate(tiles):
             row[:, i * (width + pad) : i * (width + pad) + width] = tile
         rows.append(row)
     width = max(r.shape[1] for r in rows)
-    gap = np.full((pad * 2, width, 3), 255, np.uint8)
+    gap = np.full((pad * 2, width, 3), GAP, np.uint8)
     return np.concatenate([rows[0], gap, rows[1]], axis=0)
 
 
