@@ -127,3 +127,20 @@ def test_bad_render_settings(render, scene, settings, message):
     with pytest.raises(render.RenderError, match=message):
         render.render_to_array(scene, render.RenderSettings(**settings))
     assert diff(before, scene_state(bpy, scene)) == []
+
+
+def test_engine_settings_name_this_blenders_engines(scenefit):
+    """What differs between Blender versions lives in compat.py: every engine setting names an engine this Blender
+    has (EEVEE is BLENDER_EEVEE_NEXT in 4.2–4.5 and BLENDER_EEVEE again in 5.x), and handlers that some versions
+    lack come back as None rather than raising."""
+    import bpy
+
+    compat = importlib.import_module(f"{scenefit.__name__}.addon.blender.compat")
+    render = importlib.import_module(f"{scenefit.__name__}.addon.blender.render")
+    engines = bpy.types.RenderSettings.bl_rna.properties["engine"].enum_items.keys()
+    assert {compat.render_engine(setting) for setting in render.ENGINES} <= set(engines)
+    assert compat.render_engine("BLENDER_EEVEE_NEXT") == (
+        "BLENDER_EEVEE" if bpy.app.version >= (5, 0, 0) else "BLENDER_EEVEE_NEXT"
+    )
+    assert compat.handler_list("save_pre") is bpy.app.handlers.save_pre
+    assert compat.handler_list("no_such_handler") is None

@@ -24,6 +24,7 @@ import bpy
 import numpy as np
 
 from ..engine.errors import RenderError
+from . import compat
 
 ENGINES = ("CYCLES", "BLENDER_WORKBENCH", "BLENDER_EEVEE_NEXT")
 # In a settings plan: save and restore this setting without changing it.
@@ -185,9 +186,7 @@ class RenderOverride:
         return plan
 
     def _engine_identifier(self) -> str:
-        if self.settings.engine == "BLENDER_EEVEE_NEXT" and bpy.app.version >= (5, 0, 0):
-            return "BLENDER_EEVEE"  # renamed back in Blender 5.0
-        return self.settings.engine
+        return compat.render_engine(self.settings.engine)
 
 
 def render_to_array(scene: bpy.types.Scene, settings: RenderSettings) -> np.ndarray:

@@ -16,7 +16,7 @@ import bpy
 from bpy.app.handlers import persistent
 
 from ..engine.errors import SceneFitError
-from . import run_pictures, target_check
+from . import compat, run_pictures, target_check
 from .session import RunConfig, Session
 
 TIMER_INTERVAL_S = 0.02  # how often the UI asks for the next slice
@@ -323,7 +323,7 @@ _HANDLERS = (
     (bpy.app.handlers.save_pre, _save_pre),
     (bpy.app.handlers.save_post, _save_post),
     # A failed save resumes the run too (where this Blender has the handler).
-    (getattr(bpy.app.handlers, "save_post_fail", None), _save_post),
+    (compat.handler_list("save_post_fail"), _save_post),
     (bpy.app.handlers.load_pre, _load_pre),
     # Undo replaces data-blocks the run holds: stop (and restore) before it happens.
     (bpy.app.handlers.undo_pre, _stop_run),
