@@ -6,6 +6,7 @@
 * EEVEE: the engine is ``BLENDER_EEVEE_NEXT`` in 4.2–4.5 and ``BLENDER_EEVEE`` again from 5.0; SceneFit's own
   settings and presets always say ``BLENDER_EEVEE_NEXT``.
 * ``bpy.app.handlers.save_post_fail`` exists from 4.3 only: None where it does not.
+* Node trees: materials and worlds always use nodes from 5.0 (``use_nodes`` is deprecated there, to go in 6.0).
 """
 
 from __future__ import annotations
@@ -38,3 +39,9 @@ def action_fcurves(action: bpy.types.Action, slot: Any) -> Sequence[Any]:
 def handler_list(name: str) -> list | None:
     """``bpy.app.handlers.<name>``, or None in a Blender that lacks it."""
     return getattr(bpy.app.handlers, name, None)
+
+
+def use_nodes(data_block: bpy.types.ID) -> None:
+    """Give a material or world its node tree (always there from 5.0, where setting ``use_nodes`` warns)."""
+    if bpy.app.version < (5, 0, 0):
+        data_block.use_nodes = True
