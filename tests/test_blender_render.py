@@ -223,3 +223,24 @@ def test_a_property_that_does_not_change_the_render_is_refused_by_name(scenefit,
     assert "'unused'" in str(caught.value) and "does not change the rendered images" in str(caught.value)
     assert "'yaw'" not in str(caught.value)
     assert diff(before, scene_state(bpy, scene)) == []
+
+
+def test_engine_settings_name_this_blenders_engines(scenefit):
+    """What differs between Blender versions lives in compat.py: every engine setting names an engine this Blender
+    has (EEVEE is BLENDER_EEVEE_NEXT in 4.2–4.5 and BLENDER_EEVEE again in 5.x), and handlers that some versions
+    lack come back as None rather than raising."""
+    import bpy
+
+    compat = importlib.import_module(f"{scenefit.__name__}.addon.blender.compat")
+    render = importlib.import_module(f"{scenefit.__name__}.addon.blender.render")
+    settings = bpy.context.scene.render
+    before = settings.engine
+    for setting in render.ENGINES:  # a name this Blender lacks raises TypeError
+        settings.engine = compat.render_engine(setting)
+        assert settings.engine == compat.render_engine(setting)
+    settings.engine = before
+    assert compat.render_engine("BLENDER_EEVEE_NEXT") == (
+        "BLENDER_EEVEE" if bpy.app.version >= (5, 0, 0) else "BLENDER_EEVEE_NEXT"
+    )
+    assert compat.handler_list("save_pre") is bpy.app.handlers.save_pre
+    assert compat.handler_list("no_such_handler") is None

@@ -260,6 +260,8 @@ def write_video(scene, path: Path, restitution: float, frames: tuple[int, int]) 
     render.engine, render.dither_intensity, render.use_file_extension = "BLENDER_WORKBENCH", 0.0, False
     scene.display.render_aa = "OFF"
     scene.view_settings.view_transform, scene.view_settings.look = "Standard", "None"
+    if hasattr(render.image_settings, "media_type"):  # Blender 5.0: a video is a media type first
+        render.image_settings.media_type = "VIDEO"
     render.image_settings.file_format = "FFMPEG"
     render.ffmpeg.format, render.ffmpeg.codec, render.ffmpeg.constant_rate_factor = "MPEG4", "H264", "PERC_LOSSLESS"
     render.filepath = str(path)

@@ -189,7 +189,10 @@ def test_rendered_animation_shows_each_frames_shape(scenefit, shape, tmp_path):
     for frame, value in ((1, 2.0), (2, 12.0)):
         shape.supershape.m1 = value
         shape.keyframe_insert("supershape.m1", frame=frame)
-        shape.animation_data.action.fcurves[0].keyframe_points[-1].interpolation = "CONSTANT"
+        animation = shape.animation_data  # slotted actions from 4.4, action.fcurves gone in 5.0: compat.py
+        compat = scenefit.addon.blender.compat
+        fcurves = compat.action_fcurves(animation.action, getattr(animation, "action_slot", None))
+        fcurves[0].keyframe_points[-1].interpolation = "CONSTANT"
     scene.frame_start, scene.frame_end = 1, 2
     scene.frame_set(1)
     render.filepath = str(tmp_path / "anim_")

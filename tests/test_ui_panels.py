@@ -47,6 +47,7 @@ def ui(scenefit):
         panels=blender.panels,
         picking=blender.picking,
         run=blender.run,
+        run_pictures=blender.run_pictures,
         torch_setup=blender.torch_setup,
         target_check=blender.target_check,
         torch_vendor=importlib.import_module(f"{scenefit.__name__}.torch_vendor"),
@@ -125,7 +126,7 @@ def test_everything_is_registered(ui, scene):
 
 def test_empty_scene(ui, scene):
     layout = draw_all()
-    assert "Right-click any field ▸ Randomize with SceneFit" in layout.texts()
+    assert {"Right-click any field ▸", "Randomize with SceneFit"} <= set(layout.texts())
     assert "Not checked yet" in layout.texts()
     assert {"scenefit.optimize", "scenefit.spec_add", "scenefit.spec_paste", "scenefit.apply_mean"} <= set(
         operators(layout)
@@ -153,12 +154,14 @@ def test_specs_of_every_kind(ui, scene):
     summaries = [ui.panels.spec_summary(spec) for spec in settings.specs]
     assert summaries[:4] == [
         ("μ 0.0°  σ 10.0°  [-180.0°, 180.0°]", False),  # angles in degrees, with the bounds
-        ("log μ 2  σ 0.2  (median 7.389)", False),
+        ("log μ 2  σ 0.2  (mean 7.538)", False),
         ("POINT 25%, SUN 25%, SPOT 25% +1", False),
         ("p(on) 0.50", False),
     ]
     listed = draw_list(ui, scene).texts()
-    assert all(text in listed for text, _ in summaries)
+    shorts = [ui.panels.spec_short(spec) for spec in settings.specs]
+    assert shorts[:4] == [("μ 0.0°", False), ("mean 7.54", False), ("POINT 25%", False), ("p(on) 0.50", False)]
+    assert all(text in listed for text, _ in shorts)  # the list row is short; the full text is below the list
 
 
 def test_running_and_finished(ui, scene, tmp_path):
@@ -205,6 +208,32 @@ def test_running_and_finished(ui, scene, tmp_path):
     learned = [text for text in layout.texts() if text.startswith(f"{label}: μ ")]
     assert learned, layout.texts()  # the learned distribution, read back from the object's custom property
     assert bpy.ops.scenefit.apply_mean.poll() and bpy.ops.scenefit.open_results.poll()
+    # Pictures: the last renders under targets, and one μ ± σ plot per parameter, drawn as previews.
+    renders, plots = ui.run_pictures.current(scene)
+    assert renders is not None and [label for label, _ in plots] == [label], ui.run_pictures.problem
+    icons = [call.kwargs["icon_value"] for call in layout.calls() if call.name == "template_icon"]
+    assert renders in icons and plots[0][1] in icons
+    assert not ui.run_pictures.problem
+    # Nothing is longer than a label across the sidebar at its default width (the real UI cut them with "…").
+    too_long = [text for text in layout.texts() if len(text) > ui.panels.DEFAULT_LABEL_CHARS]
+    assert not too_long
+
+
+def test_run_picture_puts_renders_under_targets(ui):
+    targets = np.zeros((5, 8, 6, 3), np.float32)
+    renders = np.ones((4, 8, 6, 4), np.float32)
+    picture = ui.run_pictures.strip(targets, renders, count=3, pad=2)
+    assert picture.shape == (8 + 4 + 8, 3 * 6 + 2 * 2, 3) and picture.dtype == np.uint8
+    assert (picture[:8, :6] == 0).all() and (picture[12:, :6] == 255).all()  # targets above, renders below
+    assert (picture[8:12] == ui.run_pictures.GAP).all() and (picture[:8, 6:8] == ui.run_pictures.GAP).all()
+
+
+def test_long_labels_are_wrapped_not_cut(ui):
+    layout = RecordingLayout()
+    ui.panels.label_lines(layout, "8 target images loaded from /tmp/somewhere/targets/images", "INFO", 20)
+    texts = [call.kwargs["text"] for call in layout.calls() if call.name == "label"]
+    assert texts == ["8 target images", "loaded from /tmp/som", "ewhere/targets/image", "s"]
+    assert [call.kwargs["icon"] for call in layout.calls() if call.name == "label"] == ["INFO", *["BLANK1"] * 3]
 
 
 def test_torch_missing_says_what_to_do(ui, scene, monkeypatch):
@@ -219,7 +248,7 @@ def test_torch_missing_says_what_to_do(ui, scene, monkeypatch):
     assert "Online access is off (Preferences ▸ System ▸ Network)." in texts
     assert {"scenefit.copy_torch_command", "scenefit.check_torch"} <= set(operators(layout))
     assert not bpy.ops.scenefit.install_torch.poll()
-    assert "Right-click any field ▸ Randomize with SceneFit" in texts  # everything else still draws
+    assert "Randomize with SceneFit" in texts  # everything else still draws
 
 
 def test_torch_found_shows_nothing_about_it(ui, scene):
@@ -233,7 +262,7 @@ def test_distribution_text(ui):
     text = ui.panels.distribution_text
     assert text({"distribution": "normal", "mu": math.pi / 2, "sigma": 0.1}, "ROTATION") == "μ 90.0°  σ 5.7°"
     assert text({"distribution": "normal", "mu": 2.25, "sigma": 0.1}) == "μ 2.25  σ 0.1"
-    assert text({"distribution": "lognormal", "mu": 0.0, "sigma": 0.4}) == "log μ 0  σ 0.4  (median 1)"
+    assert text({"distribution": "lognormal", "mu": 0.0, "sigma": 0.4}) == "log μ 0  σ 0.4  (mean 1.083)"
     assert text({"distribution": "categorical", "probs": {"SUN": 0.7, "POINT": 0.3}}) == "SUN 70%, POINT 30%"
     assert text({"distribution": "bernoulli", "p": 0.25}) == "p(on) 0.25"
     start = {"distribution": "truncnormal", "mu": 1.29, "sigma": 0.5, "low": 0.0, "high": 1.0}  # a spec's fields

@@ -58,6 +58,8 @@ def test_object_yaw_from_the_context_menu(ui, scene):
     assert (spec.distribution, spec.unit, spec.learn, spec.use_bounds) == ("NORMAL", "ROTATION", True, False)
     assert spec.mu == pytest.approx(cube.rotation_euler[2], abs=1e-6)  # centred on the current value, radians
     assert spec.sigma == pytest.approx(math.radians(10.0), rel=1e-6)  # 10 % of 40° is below the 10° floor
+    # Bounds off, but centred on the value should the user turn them on (they were 0°–57°: μ on the low end).
+    assert (spec.low, spec.high) == pytest.approx((spec.mu - math.pi, spec.mu + math.pi), abs=1e-6)
     assert spec.label == "Cube Euler Rotation Z"
     assert spec.problem == ""
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up the environment, lint, build the extension and run every test (engine + bpy-module integration).
+# Set up the environment, lint, build the extension and run every test (engine + bpy-module integration + the
+# real Blender executable of tools/real_blender.sh, marker real_blender: `bash tools/test.sh -m real_blender`).
 # With BLENDER=/path/to/blender (>= 4.2, with pytest and torch in its Python) the suite runs inside that Blender
 # through pytest-blender instead of the bpy module.
 set -euo pipefail

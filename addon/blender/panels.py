@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
 import bpy
 
-from . import rna, target_check, torch_setup
+from . import rna, run_pictures, target_check, torch_setup
 from .properties import ID_TYPE_ITEMS, spec_label
 from .run import CONTROLLER
 
 _ID_ICONS = {identifier: icon for identifier, _name, _description, icon, _number in ID_TYPE_ITEMS}
 MAX_CHOICES_SHOWN = 3
+# Two short lines: one line was cut at the sidebar's default width ("Right-click any fi…mize with SceneFit").
+EMPTY_HINT = ("Right-click any field ▸", "Randomize with SceneFit")
+DEFAULT_LABEL_CHARS = 36  # a label across the sidebar at its default width (291 px at UI scale 1, Blender 4.3)
+PIXELS_PER_CHAR = 7.0  # the default UI font, measured on the screenshot of tests/test_real_blender.py
+MAX_LINES = 4
 
 
 # ---- view models ----------------------------------------------------------------------------------------------
@@ -45,7 +51,9 @@ def distribution_text(entry: dict[str, Any], unit: str = "NONE") -> str:
             text += f"  [{_number(entry['low'], unit)}, {_number(entry['high'], unit)}]"
         return text
     if kind == "lognormal":
-        return f"log μ {entry['mu']:.3g}  σ {entry['sigma']:.3g}  (median {math.exp(entry['mu']):.4g})"
+        # The mean, not the median: it is what Apply Mean sets.
+        mean = math.exp(entry["mu"] + entry["sigma"] ** 2 / 2)
+        return f"log μ {entry['mu']:.3g}  σ {entry['sigma']:.3g}  (mean {mean:.4g})"
     if kind == "categorical":
         probs = entry.get("probs") or {}
         ranked = sorted(probs.items(), key=lambda item: -item[1])
@@ -75,6 +83,48 @@ def initial_entry(spec: Any) -> dict[str, Any]:
     if len(probs) != len(choices):
         probs = [1.0 / len(choices)] * len(choices) if choices else []
     return {"distribution": "categorical", "probs": dict(zip(choices, probs, strict=True))}
+
+
+def short_text(entry: dict[str, Any], unit: str = "NONE") -> str:
+    """A distribution in a dozen characters, for the list row (the full text is below the list)."""
+    kind = entry.get("distribution", "")
+    if kind in ("normal", "truncnormal"):
+        return f"μ {_number(entry['mu'], unit)}"
+    if kind == "lognormal":
+        return f"mean {math.exp(entry['mu'] + entry['sigma'] ** 2 / 2):.3g}"
+    if kind == "categorical":
+        ranked = sorted((entry.get("probs") or {}).items(), key=lambda item: -item[1])
+        return f"{ranked[0][0]} {ranked[0][1]:.0%}" if ranked else ""
+    return distribution_text(entry, unit)
+
+
+def spec_short(spec: Any) -> tuple[str, bool]:
+    """(text, learned) as :func:`spec_summary`, in the short form of the list row."""
+    if spec.learned:
+        return short_text(json.loads(spec.learned), spec.unit), True
+    if spec.distribution == "CATEGORICAL" and not spec.choices.strip():
+        return "uniform", False
+    return short_text(initial_entry(spec), spec.unit), False
+
+
+def label_lines(layout: bpy.types.UILayout, text: str, icon: str = "NONE", chars: int = 0) -> None:
+    """``text`` as labels of at most ``chars`` characters (default: what fits the sidebar), wrapped at spaces
+    instead of cut with "…" in the middle as a single label is."""
+    lines = textwrap.wrap(text, chars or label_chars(), break_on_hyphens=False) or [""]
+    col = layout.column(align=True)
+    for i, line in enumerate(lines[:MAX_LINES]):
+        col.label(text=line, icon=icon if i == 0 else ("BLANK1" if icon != "NONE" else "NONE"))
+
+
+def label_chars(context: Any = None) -> int:
+    """Characters of a full-width label in the current region (the sidebar's default width: ~36)."""
+    context = context or bpy.context
+    region = getattr(context, "region", None)
+    width = getattr(region, "width", 0) or 0
+    if width <= 0:
+        return DEFAULT_LABEL_CHARS
+    scale = context.preferences.view.ui_scale if context.preferences else 1.0
+    return max(16, int(width / (PIXELS_PER_CHAR * scale)) - 5)
 
 
 def spec_summary(spec: Any) -> tuple[str, bool]:
@@ -110,7 +160,8 @@ def run_view(context: bpy.types.Context) -> RunView:
         view.progress_text = f"Step {progress.step} / {progress.steps}"
         view.stats = [
             f"Renders {progress.renders}   {progress.images_per_s:.1f} images/s",
-            f"D loss {progress.loss:.3f}   D(real) {progress.d_real:.2f}   D(sim) {progress.d_sim:.2f}",
+            f"Discriminator loss {progress.loss:.3f}",
+            f"D(real) {progress.d_real:.2f}   D(sim) {progress.d_sim:.2f}",
         ]
     if outcome is not None and context.scene is not None and outcome.scene_name == context.scene.name:
         view.finished_scene = not running
@@ -142,9 +193,10 @@ class SCENEFIT_UL_specs(bpy.types.UIList):
     ) -> None:
         row = layout.row(align=True)
         row.prop(item, "learn", text="", icon="LOCKED" if not item.learn else "UNLOCKED", emboss=False)
-        row.label(text=spec_label(item), icon="ERROR" if item.problem else _ID_ICONS.get(item.id_type, "NONE"))
-        text, learned = spec_summary(item)
-        row.label(text=text, icon="CHECKMARK" if learned else "NONE")
+        split = row.split(factor=0.35, align=True)  # halves cut the distribution ("mean 3.…")
+        split.label(text=spec_label(item), icon="ERROR" if item.problem else _ID_ICONS.get(item.id_type, "NONE"))
+        text, learned = spec_short(item)
+        split.label(text=text, icon="CHECKMARK" if learned else "NONE")
 
 
 # ---- panels ---------------------------------------------------------------------------------------------------
@@ -223,7 +275,9 @@ class SCENEFIT_PT_parameters(_SceneFitPanel, bpy.types.Panel):
         side.operator("scenefit.spec_move", icon="TRIA_UP", text="").direction = "UP"
         side.operator("scenefit.spec_move", icon="TRIA_DOWN", text="").direction = "DOWN"
         if not len(settings.specs):
-            layout.label(text="Right-click any field ▸ Randomize with SceneFit", icon="INFO")
+            col = layout.column(align=True)
+            col.label(text=EMPTY_HINT[0], icon="INFO")
+            col.label(text=EMPTY_HINT[1], icon="BLANK1")
             return
         index = min(settings.active_spec_index, len(settings.specs) - 1)
         draw_spec(layout, settings.specs[index], editable=not CONTROLLER.running)
@@ -265,7 +319,7 @@ def draw_spec(layout: bpy.types.UILayout, spec: Any, editable: bool) -> None:
     col.prop(spec, "learn")
     if spec.learned:
         box = layout.box()
-        box.label(text="Learned: " + distribution_text(json.loads(spec.learned), spec.unit), icon="CHECKMARK")
+        label_lines(box, "Learned: " + distribution_text(json.loads(spec.learned), spec.unit), "CHECKMARK")
 
 
 class SCENEFIT_PT_targets(_SceneFitPanel, bpy.types.Panel):
@@ -278,19 +332,19 @@ class SCENEFIT_PT_targets(_SceneFitPanel, bpy.types.Panel):
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
         scene = context.scene
-        layout.prop(scene.scenefit, "targets", text="")
+        row = layout.row(align=True)  # Check beside the folder: beside the summary, that was cut
+        row.prop(scene.scenefit, "targets", text="")
+        row.operator("scenefit.check_targets", text="Check", icon="FILE_REFRESH")
         result = target_check.current(scene)
-        row = layout.row()
         if result is None:
             waiting = "Checked when a run starts" if scene.scenefit.use_clips else "Not checked yet"
-            row.label(text=waiting, icon="QUESTION")
+            layout.label(text=waiting, icon="QUESTION")
         else:
-            row.label(text=result.summary(), icon="ERROR" if result.error else "IMAGE_DATA")
-        row.operator("scenefit.check_targets", text="Check", icon="FILE_REFRESH")
+            label_lines(layout, result.summary(), "ERROR" if result.error else "IMAGE_DATA")
         if result is None or result.error:
             return
         for path, reason in result.skipped[:3]:
-            layout.label(text=f"{bpy.path.basename(path)}: {reason}"[:80], icon="DOT")
+            label_lines(layout, f"{bpy.path.basename(path)}: {reason}", "DOT")
         icons = target_check.preview_icons(result)
         if icons:
             grid = layout.grid_flow(columns=len(icons), even_columns=True, align=True)
@@ -362,17 +416,33 @@ class SCENEFIT_PT_run(_SceneFitPanel, bpy.types.Panel):
         if view.message:
             box = layout.box()
             box.alert = view.message_is_error
-            box.label(text=view.message[:120], icon="ERROR" if view.message_is_error else "INFO")
+            label_lines(box, view.message, "ERROR" if view.message_is_error else "INFO", label_chars(context) - 3)
         if view.running or view.finished_scene:
             col = layout.column(align=True)
             for spec in context.scene.scenefit.specs:
                 text, learned = spec_summary(spec)
-                col.label(text=f"{spec_label(spec)}: {text}", icon="CHECKMARK" if learned else "DOT")
-        if not view.running:
-            row = layout.row(align=True)
-            row.operator("scenefit.apply_mean", icon="CHECKMARK")
-            row.operator("scenefit.open_results", icon="FILE_FOLDER")
-            layout.operator("scenefit.generate_dataset", icon="RENDERLAYERS")
+                label_lines(col, f"{spec_label(spec)}: {text}", "CHECKMARK" if learned else "DOT")
+            draw_pictures(layout, context.scene)
+        if not view.running:  # one button a line: side by side their labels were cut ("Apply Mean to …")
+            col = layout.column(align=True)
+            col.operator("scenefit.apply_mean", icon="CHECKMARK")
+            col.operator("scenefit.open_results", icon="FILE_FOLDER")
+            col.operator("scenefit.generate_dataset", icon="RENDERLAYERS")
+
+
+def draw_pictures(layout: bpy.types.UILayout, scene: bpy.types.Scene) -> None:
+    """The latest renders under a few targets, and each parameter's μ ± σ over the steps (run_pictures.py)."""
+    renders, plots = run_pictures.current(scene)
+    if renders is not None:
+        col = layout.column(align=True)
+        col.label(text="Targets (top), latest renders", icon="IMAGE_DATA")
+        col.template_icon(icon_value=renders, scale=9.0)
+    if plots:
+        grid = layout.grid_flow(columns=2, even_columns=True, align=True)
+        for _label, icon in plots:
+            grid.template_icon(icon_value=icon, scale=6.0)
+    if run_pictures.problem:
+        label_lines(layout, run_pictures.problem, "ERROR")
 
 
 _CLASSES = (

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import bpy
 
 from ..engine.errors import SpecError
+from . import compat
 
 PROPERTY = "initial_velocity"
 
@@ -70,12 +71,6 @@ def add_initial_velocity(
 
 
 def _fcurves(obj: bpy.types.Object, data_path: str) -> list[bpy.types.FCurve]:
-    action = obj.animation_data.action
-    if hasattr(action, "layers"):  # Blender 4.4+ slotted actions
-        from bpy_extras import anim_utils
-
-        channelbag = anim_utils.action_get_channelbag_for_slot(action, obj.animation_data.action_slot)
-        fcurves = channelbag.fcurves if channelbag is not None else ()
-    else:
-        fcurves = action.fcurves
+    animation = obj.animation_data
+    fcurves = compat.action_fcurves(animation.action, getattr(animation, "action_slot", None))
     return [fc for fc in fcurves if fc.data_path == data_path]

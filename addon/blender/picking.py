@@ -45,6 +45,7 @@ MAX_CATEGORIES = 16  # an integer with at most this many allowed values becomes 
 RELATIVE_SIGMA = 0.1
 MIN_ANGLE_SIGMA = math.radians(10.0)
 FALLBACK_SIGMA = 0.1
+UNBOUNDED_HALF_WIDTH = 3.0  # σ each side: the bounds offered (off) for a property without limits; angles ±180°
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,8 @@ def default_distribution(bound: rna.BoundProperty) -> dict[str, Any]:
 
     bool → Bernoulli(0.5); enum → Categorical over all items; int with ≤ 16 allowed values → Categorical over
     them; other numbers → Normal(value, σ) with σ = 10 % of |value| (angles at least 10°, otherwise 0.1 when
-    the value is 0, or 10 % of the soft range), truncated to the property's limits when it has any.
+    the value is 0, or 10 % of the soft range), truncated to the property's limits when it has any; without
+    limits the bounds are off and centred on the value (angles ±180°, others ±3σ).
     """
     value = bound.get()
     if bound.value_type == "bool":
@@ -231,6 +233,9 @@ def default_distribution(bound: rna.BoundProperty) -> dict[str, Any]:
     bounds = _bounds(value, limits)
     if bounds is not None:
         fields.update(use_bounds=True, low=bounds[0], high=bounds[1])
+    else:  # off, but ready centred on the value should the user turn them on (not the fields' 0–1: 0°–57°)
+        half = math.pi if bound.unit == "ROTATION" else UNBOUNDED_HALF_WIDTH * sigma
+        fields.update(low=value - half, high=value + half)
     return fields
 
 

@@ -19,7 +19,7 @@ from mathutils import Matrix, Vector
 from ... import torch_vendor
 from ..engine import presets as engine_presets
 from ..engine.errors import SceneFitError
-from . import physics, preferences, rna, supershape
+from . import compat, physics, preferences, rna, supershape
 
 Builder = Callable[[bpy.types.Scene, Mapping[str, Any]], list[bpy.types.ID]]
 
@@ -42,7 +42,7 @@ def _link(scene: bpy.types.Scene, obj: bpy.types.Object) -> bpy.types.Object:
 def _material(name: str) -> bpy.types.Material:
     material = bpy.data.materials.new(name)
     material.diffuse_color = OBJECT_COLOUR  # what Workbench shows with colour type MATERIAL
-    material.use_nodes = True
+    compat.use_nodes(material)
     principled = material.node_tree.nodes.get("Principled BSDF")
     if principled is not None:
         principled.inputs["Base Color"].default_value = OBJECT_COLOUR
@@ -64,7 +64,7 @@ def _stage(scene: bpy.types.Scene, camera_location: Iterable[float], look_at: It
 
     world = bpy.data.worlds.new(WORLD_NAME)
     world.color = BACKGROUND  # Workbench background
-    world.use_nodes = True
+    compat.use_nodes(world)
     background = world.node_tree.nodes.get("Background")
     if background is not None:
         background.inputs["Color"].default_value = (*BACKGROUND, 1.0)

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..engine.errors import RenderError, SceneFitError, SpecError
 from ..engine.images import to_display
-from . import rna
+from . import compat, rna
 
 ENGINES = ("CYCLES", "BLENDER_WORKBENCH", "BLENDER_EEVEE_NEXT")
 # In a settings plan: save and restore this setting without changing it.
@@ -269,9 +269,7 @@ class RenderOverride:
         return plan
 
     def _engine_identifier(self) -> str:
-        if self.settings.engine == "BLENDER_EEVEE_NEXT" and bpy.app.version >= (5, 0, 0):
-            return "BLENDER_EEVEE"  # renamed back in Blender 5.0
-        return self.settings.engine
+        return compat.render_engine(self.settings.engine)
 
 
 def probe_values(distribution: Mapping[str, Any], choices: Sequence[Any] | None = None) -> list[rna.Value]:
@@ -339,12 +337,13 @@ def read_tga(path: Path) -> np.ndarray:
 
 @contextlib.contextmanager
 def _quiet_stdout() -> Iterator[None]:
-    """Silence Blender's per-render status lines in background mode (batch prints one line per step).
+    """Silence Blender's per-render status lines ("Saved: …/render.tga", "Time: …"), in the UI as in background
+    mode: a run renders thousands of images, and batch prints one line per step.
 
     They are written by C code straight to file descriptor 1, so sys.stdout cannot catch them; errors still
     arrive as exceptions and on stderr.
     """
-    libc = _libc() if bpy.app.background else None
+    libc = _libc()
     if libc is None:
         yield
         return

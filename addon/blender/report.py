@@ -36,9 +36,16 @@ class RunReport:
         self.problem: str | None = None
         self.files: dict[str, Path] = {}
         self._reporter = Reporter(folder, _stills(targets), truth)
+        self.latest: np.ndarray | None = None  # the last rendered batch (stills), for the Run panel's pictures
+
+    @property
+    def targets(self) -> np.ndarray:
+        """The targets shown in the report (uint8 stills, at most 16)."""
+        return self._reporter.targets
 
     def batch(self, index: int, images: Sequence[np.ndarray], renders: int) -> None:
-        """Batch ``index`` (1-based, of this run) was rendered: snapshot it when it is due."""
+        """Batch ``index`` (1-based, of this run) was rendered: keep it as the latest, snapshot it when due."""
+        self.latest = _stills(np.stack(images[:16]))
         if self.problem is not None or (index % self.every and index != self.batches):
             return
         try:

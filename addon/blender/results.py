@@ -7,6 +7,8 @@ The learned distributions are read from the custom properties a run writes on th
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -119,8 +121,21 @@ class SCENEFIT_OT_open_results(bpy.types.Operator):
         return True
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        folder = results_folder(context.scene)
-        return bpy.ops.wm.path_open(filepath=str(folder))
+        folder = str(results_folder(context.scene))
+        opener = folder_opener()
+        if opener is not None:
+            context.window_manager.clipboard = folder
+            self.report({"WARNING"}, f"Cannot open folders here ({opener} is missing); path copied: {folder}")
+            return {"CANCELLED"}
+        return bpy.ops.wm.path_open(filepath=folder)
+
+
+def folder_opener() -> str | None:
+    """None when ``wm.path_open`` can open a folder on this system, else the name of the missing program (on
+    Linux it runs xdg-open and only prints a traceback when that fails, which no user sees)."""
+    if sys.platform.startswith(("win", "darwin")):
+        return None
+    return None if shutil.which("xdg-open") else "xdg-open"
 
 
 _CLASSES = (SCENEFIT_OT_apply_mean, SCENEFIT_OT_open_results)

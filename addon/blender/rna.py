@@ -18,7 +18,7 @@ from typing import Any
 import bpy
 
 from ..engine.errors import SpecError
-from . import supershape
+from . import compat, supershape
 
 Value = float | int | bool | str
 
@@ -300,17 +300,8 @@ def _fcurves(data_block: bpy.types.ID) -> Iterator[tuple[str, Any]]:
     for action, slot in actions:
         if action is None:
             continue
-        for fcurve in _action_fcurves(action, slot):
+        for fcurve in compat.action_fcurves(action, slot):
             yield "animated with keyframes", fcurve
-
-
-def _action_fcurves(action: bpy.types.Action, slot: Any) -> Sequence[Any]:
-    if hasattr(action, "layers"):  # Blender 4.4+ slotted actions
-        from bpy_extras import anim_utils
-
-        channelbag = anim_utils.action_get_channelbag_for_slot(action, slot) if slot is not None else None
-        return channelbag.fcurves if channelbag is not None else ()
-    return action.fcurves
 
 
 def _check_not_animated(bound: BoundProperty, where: str) -> None:

@@ -16,7 +16,7 @@ import bpy
 from bpy.app.handlers import persistent
 
 from ..engine.errors import SceneFitError, cut
-from . import target_check
+from . import compat, run_pictures, target_check
 from .session import RunConfig, Session
 
 TIMER_INTERVAL_S = 0.02  # how often the UI asks for the next slice
@@ -75,6 +75,8 @@ class RunController:
             raise
         if not going:
             self._ended()
+        else:
+            run_pictures.refresh(session)
         return going
 
     def run_to_end(self) -> None:
@@ -126,7 +128,7 @@ class RunController:
 
     # ---- ending ---------------------------------------------------------------------------------------------
 
-    def _ended(self) -> None:
+    def _ended(self, push_undo: bool = True) -> None:
         session, self.session = self.session, None
         self._suspended = False
         if session is None:
@@ -134,11 +136,20 @@ class RunController:
         failed = f"Failed: {cut(str(session.error), MESSAGE_LIMIT)}"
         message = {"finished": "Finished", "stopped": "Stopped"}.get(session.status, failed)
         self.outcome = RunOutcome(_scene_name(session.scene), session.status, message, session.output_dir)
+        if push_undo:  # not while a file is loaded or an undo step replaces the data-blocks
+            run_pictures.refresh(session, final=True)
+        if push_undo and self._timer is not None:
+            _push_undo_step()
 
-    def shutdown(self) -> None:
-        """Stop any run and drop the timer: for loading another file and for disabling the extension."""
+    def shutdown(self, push_undo: bool = True) -> None:
+        """Stop any run and drop the timer: for loading another file (``push_undo=False``: that file's undo
+        history is gone anyway), undo (``False``: never push during an undo) and disabling the extension."""
         try:
-            self.stop()
+            if self.session is not None:
+                try:
+                    self.session.stop()
+                finally:
+                    self._ended(push_undo)
         except Exception as error:  # the scene was restored; the results could not be written
             print(f"SceneFit: run stopped, results not written: {error}")
         finally:
@@ -147,6 +158,17 @@ class RunController:
     def forget(self) -> None:
         """Drop the last run's outcome (another file was loaded: its scenes are not the ones that ran)."""
         self.outcome = None
+
+
+def _push_undo_step() -> None:
+    """One undo step holding an interactive run's learned custom properties and the restored scene, however the
+    run ended (finished, Esc, Stop, a failure, the extension disabled): a later Ctrl+Z then undoes what came
+    after the run, not the run's result with it."""
+    try:
+        if bpy.ops.ed.undo_push.poll():
+            bpy.ops.ed.undo_push(message="SceneFit run")
+    except RuntimeError as error:  # no context for undo (e.g. while Blender quits): nothing to keep it for
+        print(f"SceneFit: no undo step for the run: {error}")
 
 
 def _scene_name(scene: bpy.types.Scene) -> str:
@@ -235,8 +257,6 @@ class SCENEFIT_OT_optimize(bpy.types.Operator):
         finally:
             CONTROLLER.remove_timer()
         _redraw(context)
-        if bpy.ops.ed.undo_push.poll():  # one undo step holding the learned custom properties
-            bpy.ops.ed.undo_push(message="SceneFit run")
         return self._report_outcome()
 
     def _report_outcome(self) -> set[str]:
@@ -293,20 +313,21 @@ def _save_post(*_args: Any) -> None:
 
 @persistent
 def _stop_run(*_args: Any) -> None:
-    CONTROLLER.shutdown()
+    CONTROLLER.shutdown(push_undo=False)
 
 
 @persistent
 def _load_pre(*_args: Any) -> None:
-    CONTROLLER.shutdown()
+    CONTROLLER.shutdown(push_undo=False)
     CONTROLLER.forget()
+    run_pictures.forget()
 
 
 _HANDLERS = (
     (bpy.app.handlers.save_pre, _save_pre),
     (bpy.app.handlers.save_post, _save_post),
     # A failed save resumes the run too (where this Blender has the handler).
-    (getattr(bpy.app.handlers, "save_post_fail", None), _save_post),
+    (compat.handler_list("save_post_fail"), _save_post),
     (bpy.app.handlers.load_pre, _load_pre),
     # Undo replaces data-blocks the run holds: stop (and restore) before it happens.
     (bpy.app.handlers.undo_pre, _stop_run),
@@ -325,6 +346,7 @@ def register() -> None:
 
 def unregister() -> None:
     CONTROLLER.shutdown()
+    run_pictures.unregister()
     for handlers, handler in _HANDLERS:
         if handlers is not None and handler in handlers:
             handlers.remove(handler)

@@ -1,0 +1,279 @@
+"""Driver of the real-UI test: runs inside a Blender executable with a window (Xvfb), started as
+
+    blender --enable-event-simulate FILE.blend -P real_blender_ui.py -- CONFIG.json
+
+It plays a user's session as ``bpy.app.timers`` steps on the main thread — apply a preset, check the targets,
+Optimize as the button invokes it, watch progress, save during the run, Esc, Stop, Open Results Folder, disable
+the extension mid-run, undo — with every operator under ``bpy.context.temp_override`` of the 3D Viewport, and
+forces real redraws of every panel between steps. Each check goes to the report (CONFIG["report"], JSON); the
+pytest side asserts on it and on the console log. Blender quits at the end whatever happens (a bounded session).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+import traceback
+
+import addon_utils
+import bpy
+
+CONFIG = json.loads(open(sys.argv[sys.argv.index("--") + 1]).read())
+MODULE = "bl_ext.user_default.scenefit"
+REPORT: dict = {"checks": [], "error": None, "events": []}
+STARTED = time.monotonic()
+
+
+def check(name: str, ok: bool, detail: object = "") -> bool:
+    REPORT["checks"].append({"name": name, "ok": bool(ok), "detail": str(detail)})
+    print(f"[driver] {'ok  ' if ok else 'FAIL'} {name} {detail}", flush=True)
+    return bool(ok)
+
+
+def event(text: str) -> None:
+    REPORT["events"].append(f"{time.monotonic() - STARTED:7.1f} s  {text}")
+    print(f"[driver] {text}", flush=True)
+
+
+def ui() -> dict:
+    window = bpy.context.window_manager.windows[0]
+    area = next(a for a in window.screen.areas if a.type == "VIEW_3D")
+    region = next(r for r in area.regions if r.type == "WINDOW")
+    return {"window": window, "screen": window.screen, "area": area, "region": region}
+
+
+def sidebar() -> bpy.types.Region:
+    return next(r for r in ui()["area"].regions if r.type == "UI")
+
+
+def call(operator, how: str = "EXEC_DEFAULT", **kwargs) -> set[str]:
+    """Run an operator as a click in the 3D Viewport would: in its context, pushing an undo step when the operator
+    has UNDO (bpy.ops calls push none unless asked)."""
+    with bpy.context.temp_override(**ui()):
+        return operator(how, True, **kwargs)
+
+
+def redraw() -> None:
+    """Draw the whole window now: every visible panel's draw() runs for real (errors go to the console)."""
+    with bpy.context.temp_override(**ui()):
+        bpy.ops.wm.redraw_timer(type="DRAW_WIN_SWAP", iterations=1)
+
+
+def m(name: str):
+    return importlib.import_module(f"{MODULE}.addon.blender.{name}")
+
+
+def values(scene: bpy.types.Scene) -> dict[str, object]:
+    """The scene's current value of each random property."""
+    rna = m("rna")
+    return {s.label: rna.resolve(s.label, s.id_type, s.id_name, s.data_path).get() for s in scene.scenefit.specs}
+
+
+def learned(scene: bpy.types.Scene) -> dict:
+    """What runs wrote on the random properties' owners (obj["scenefit"]), readable without the extension."""
+    out = {}
+    for obj in scene.objects:
+        if obj.get("scenefit") is not None:
+            out[obj.name] = obj["scenefit"].to_dict()
+    return out
+
+
+def running() -> bool:
+    return m("run").CONTROLLER.running
+
+
+def step() -> int:
+    return bpy.context.window_manager.scenefit_progress.step
+
+
+def until(predicate, timeout: float, what: str):
+    """Yield (inside a scenario) until predicate() holds; a check fails when it does not within timeout."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            check(f"within {timeout:.0f} s: {what}", False)
+            raise TimeoutError(what)
+        yield 0.2
+    event(f"{what}: reached")
+
+
+def screenshot(path: str) -> None:
+    subprocess.run(["import", "-window", "root", path], check=True, timeout=60)
+    region = sidebar()
+    area = ui()["area"]
+    window = ui()["window"]
+    REPORT["screenshot"] = {
+        "path": path,
+        "window": [window.width, window.height],
+        "area": [area.x, area.y, area.width, area.height],
+        "sidebar": [region.x, region.y, region.width, region.height],
+    }
+
+
+def scene() -> bpy.types.Scene:
+    """The window's scene, looked up each time: undo replaces every data-block (old references die)."""
+    return bpy.context.window_manager.windows[0].scene
+
+
+def optimize():
+    result = call(bpy.ops.scenefit.optimize, "INVOKE_DEFAULT")
+    check("Optimize (INVOKE_DEFAULT, as the button) starts a modal run", result == {"RUNNING_MODAL"}, result)
+    yield from until(lambda: step() >= 1, 180, "the first step")
+
+
+def scenario():
+    area = ui()["area"]
+    area.spaces.active.show_region_ui = True
+    yield 1.0
+    redraw()
+
+    # --- preset, targets ---
+    result = call(bpy.ops.scenefit.apply_preset, preset="supershape_density")
+    check("Apply Preset ▸ Supershape density", result == {"FINISHED"}, result)
+    check("the preset's scene is the window's", len(scene().scenefit.specs) == 2, scene().name)
+    redraw()
+    yield 0.5
+    try:
+        sidebar().active_panel_category = "SceneFit"
+    except TypeError as error:  # the category list is filled by the first draw
+        check("the sidebar shows the SceneFit tab", False, error)
+    redraw()
+    check("the sidebar shows the SceneFit tab", sidebar().active_panel_category == "SceneFit")
+    settings = scene().scenefit
+    settings.targets = CONFIG["targets"]
+    settings.output_dir = CONFIG["output"]
+    settings.steps, settings.batch_size = 400, 8
+    settings.resolution_x = settings.resolution_y = 32
+    result = call(bpy.ops.scenefit.check_targets)
+    current = m("target_check").current(scene())
+    check(
+        "Targets ▸ Check loads every target",
+        result == {"FINISHED"} and current is not None and len(current.loaded) == CONFIG["target_count"],
+        current.summary() if current is not None else result,
+    )
+    redraw()
+    users = values(scene())
+    REPORT["user_values"] = users
+    event(f"user values {users}")
+
+    # --- run 1: progress, save during the run, screenshot, Esc ---
+    yield from optimize()
+    first = step()
+    yield from until(lambda: step() >= first + 2, 120, "progress advances by two steps")
+    check("the scene shows a sample while running", values(scene()) != users, values(scene()))
+    redraw()
+    result = call(bpy.ops.wm.save_as_mainfile, filepath=CONFIG["saved"], copy=True)
+    check("saving during a run", result == {"FINISHED"} and running(), result)
+    check("after the save the run goes on with a sample", running())
+    yield from until(lambda: m("run_pictures").current(scene())[1], 60, "the Run panel's pictures")
+    renders, plots = m("run_pictures").current(scene())
+    check("the Run panel shows renders under targets and a plot per parameter", renders and len(plots) == 2, plots)
+    yield 1.0
+    redraw()
+    screenshot(CONFIG["screenshot"])
+    window = ui()["window"]
+    window.event_simulate(type="ESC", value="PRESS")
+    window.event_simulate(type="ESC", value="RELEASE")
+    yield from until(lambda: not running(), 60, "Esc ends the run")
+    outcome = m("run").CONTROLLER.outcome
+    check("Esc: the run is stopped", outcome is not None and outcome.status == "stopped", outcome)
+    check("Esc: every random property has the user's value again", values(scene()) == users, values(scene()))
+    check("Esc: the learned values were written", bool(learned(scene())), learned(scene()))
+    check("Esc: the panel shows them", all(s.learned for s in scene().scenefit.specs))
+    redraw()
+
+    # --- Open Results Folder, where the system cannot open folders ---
+    bpy.context.window_manager.clipboard = ""
+    result = call(bpy.ops.scenefit.open_results)
+    folder = str(m("results").results_folder(scene()))
+    check("Open Results Folder without a folder opener is refused", result == {"CANCELLED"}, result)
+    check(
+        "… and the path is given (clipboard)",
+        bpy.context.window_manager.clipboard == folder,
+        bpy.context.window_manager.clipboard,
+    )
+
+    # --- Apply Mean sets what the panel shows ---
+    result = call(bpy.ops.scenefit.apply_mean)
+    panels = m("panels")
+    shown = {s.label: panels.spec_summary(s)[0] for s in scene().scenefit.specs}
+    after = values(scene())
+    for spec in scene().scenefit.specs:
+        entry = json.loads(spec.learned)
+        mean = math.exp(entry["mu"] + entry["sigma"] ** 2 / 2)
+        check(
+            f"Apply Mean sets {spec.label} to the mean the panel shows",
+            abs(after[spec.label] - mean) < 1e-4 and f"mean {mean:.4g}" in shown[spec.label],
+            f"{after[spec.label]} vs {shown[spec.label]}",
+        )
+    call(bpy.ops.ed.undo)
+    check("Undo puts back the user's values after Apply Mean", values(scene()) == users, values(scene()))
+    redraw()
+
+    # --- run 2: the Stop button ---
+    yield from optimize()
+    redraw()
+    result = call(bpy.ops.scenefit.stop)
+    check("Stop ends the run", result == {"FINISHED"} and not running(), result)
+    yield 0.5
+    check("Stop: every random property has the user's value again", values(scene()) == users, values(scene()))
+
+    # --- run 3: disabling the extension mid-run; the result survives a later undo ---
+    scene().scenefit.seed = 7  # learns other values than run 2
+    before = learned(scene())
+    yield from optimize()
+    yield from until(lambda: step() >= 2, 120, "run 3 reaches step 2")
+    redraw()
+    bpy.ops.preferences.addon_disable(module=MODULE)
+    check("disabling the extension mid-run", MODULE not in bpy.context.preferences.addons)
+    yield 0.5
+    redraw()
+    written = learned(scene())
+    check("disabling: the run's learned values were written", written and written != before, written)
+    addon_utils.enable(MODULE, default_set=True)
+    check("enabling it again", MODULE in bpy.context.preferences.addons)
+    check("disabling: every random property has the user's value again", values(scene()) == users, values(scene()))
+    redraw()
+    scene().frame_current += 1  # a user edit after the run, then Ctrl+Z
+    bpy.ops.ed.undo_push(message="user edit")
+    call(bpy.ops.ed.undo)
+    check("Ctrl+Z undoes the user's edit, not the run", learned(scene()) == written, learned(scene()))
+    redraw()
+    yield 0.5
+
+
+def main() -> None:
+    steps = scenario()
+
+    def tick():
+        try:
+            delay = next(steps)
+            if time.monotonic() - STARTED > CONFIG["timeout"]:
+                raise TimeoutError(f"the scenario took more than {CONFIG['timeout']} s")
+            return delay
+        except StopIteration:
+            pass
+        except Exception:
+            REPORT["error"] = traceback.format_exc()
+            print("[driver] scenario error:\n" + REPORT["error"], flush=True)
+        finish()
+        return None
+
+    bpy.app.timers.register(tick, first_interval=2.0)
+
+
+def finish() -> None:
+    REPORT["seconds"] = time.monotonic() - STARTED
+    with open(CONFIG["report"], "w") as file:
+        json.dump(REPORT, file, indent=1, default=str)
+    print("[driver] done", flush=True)
+    sys.stdout.flush()
+    os._exit(0)  # quit now: nothing of this session is kept (no preferences, no recent files)
+
+
+main()

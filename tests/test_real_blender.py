@@ -1,0 +1,267 @@
+"""SceneFit in a real Blender executable (Debian 13's Blender 4.3.2, inside the root tools/real_blender.sh builds):
+the built zip installed, listed, enabled, disabled and removed with Blender's own command line; batch mode through
+``blender -b -P <installed scenefit_batch.py>``; the panel driven for real under Xvfb (tests/real_blender_ui.py).
+
+Every Blender here gets a HOME of its own (a test's tmp_path, bind-mounted into the root at the same path), so
+nothing is shared between tests or with the machine. Building the root needs root privileges and Debian's package
+registry; when it cannot be built these tests fail with the reason, they are never skipped.
+``bash tools/test.sh -m real_blender`` runs only them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOL = ROOT / "tools" / "real_blender.sh"
+PRESET = ROOT / "presets" / "supershape_density.json"
+MODULE = "bl_ext.user_default.scenefit"
+BLENDER_ERRORS = re.compile(r"Traceback|^Error:|\bError: ", re.MULTILINE)
+pytestmark = pytest.mark.real_blender
+
+
+@pytest.fixture(scope="session")
+def real_root() -> None:
+    """The Debian root, built on first use (minutes) and reused after; a failed build fails the tests."""
+    completed = subprocess.run(["bash", str(TOOL), "--build-only"], capture_output=True, text=True, timeout=1800)
+    if completed.returncode != 0:
+        pytest.fail(f"tools/real_blender.sh could not build the Debian root:\n{completed.stderr[-4000:]}")
+
+
+def in_root(share: Path, *command: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run a command inside the root with ``share`` visible at its own path; stdout and stderr together."""
+    env = {**os.environ, "SCENEFIT_REAL_BLENDER_SHARE": str(share)}
+    return subprocess.run(
+        ["bash", str(TOOL), *command],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
+
+
+class RealBlender:
+    """``blender`` inside the root with HOME = a folder of this test."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.home = folder / "home"
+        self.home.mkdir(parents=True, exist_ok=True)
+
+    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return in_root(self.folder, "env", f"HOME={self.home}", "blender", *args, timeout=timeout)
+
+    def ok(self, *args: str, timeout: float = 300) -> str:
+        completed = self.run(*args, timeout=timeout)
+        assert completed.returncode == 0, (
+            f"blender {' '.join(args)} exited {completed.returncode}:\n" + (completed.stdout[-4000:])
+        )
+        return completed.stdout
+
+    def python(self, code: str, *before: str) -> str:
+        """Run Python in ``blender -b`` (a Python error exits 1); its output."""
+        return self.ok("-b", *before, "--python-exit-code", "1", "--python-expr", code)
+
+    def extension(self, *args: str) -> str:
+        return self.ok("--command", "extension", *args)
+
+    def install(self, zip_path: Path) -> Path:
+        """Install and enable the zip as a user does; the installed scenefit_batch.py."""
+        local = self.folder / zip_path.name
+        shutil.copy(zip_path, local)
+        self.extension("install-file", "-r", "user_default", "-e", str(local))
+        found = sorted(self.home.glob(".config/blender/*/extensions/user_default/scenefit/scenefit_batch.py"))
+        assert found, "the installed extension has no scenefit_batch.py"
+        return found[0]
+
+    def enabled(self) -> bool:
+        out = self.python(f"import bpy; print('ENABLED', {MODULE!r} in bpy.context.preferences.addons)")
+        return "ENABLED True" in out
+
+
+def assert_clean(log: str) -> None:
+    """No Python traceback and no error line in Blender's console output (each one shown with what follows)."""
+    lines = log.splitlines()
+    bad = ["\n".join(lines[i : i + 8]) for i, line in enumerate(lines) if BLENDER_ERRORS.search(line)]
+    assert not bad, "Blender's console shows errors:\n" + "\n---\n".join(bad[:5])
+
+
+@pytest.fixture
+def blender(tmp_path: Path, real_root: None) -> RealBlender:
+    return RealBlender(tmp_path)
+
+
+def test_extension_install_list_enable_disable_remove(blender: RealBlender, extension_zip: Path) -> None:
+    version = blender.ok("--version")
+    assert re.search(r"Blender (4\.[2-9]|[5-9]\.)", version), version
+    blender.install(extension_zip)
+    listed = blender.extension("list")
+    assert 'scenefit [installed]: "SceneFit"' in listed, listed
+    assert blender.enabled()
+    assert "torch " in blender.python(
+        f"import importlib, bpy; m = importlib.import_module('{MODULE}.torch_vendor');"
+        "import torch; print('torch', torch.__version__)"
+    )
+
+    blender.python(
+        f"import addon_utils, bpy; addon_utils.disable({MODULE!r}, default_set=True); bpy.ops.wm.save_userpref()"
+    )
+    assert not blender.enabled()
+    blender.python(
+        f"import addon_utils, bpy; addon_utils.enable({MODULE!r}, default_set=True); bpy.ops.wm.save_userpref()"
+    )
+    assert blender.enabled()
+
+    assert 'Removed "scenefit"' in blender.extension("remove", "user_default.scenefit")
+    assert not list(blender.home.glob(".config/blender/*/extensions/user_default/scenefit"))
+    listed = blender.extension("list")
+    assert 'Repository: "User Default"' in listed and "scenefit" not in listed, listed
+    assert not blender.enabled()
+
+
+def batch(blender: RealBlender, script: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return blender.run("-b", "-P", str(script), "--python-exit-code", "1", "--", *args, timeout=timeout)
+
+
+def generate_targets(blender: RealBlender, script: Path, count: int, size: int = 32) -> Path:
+    folder = blender.folder / "targets"
+    completed = batch(
+        blender, script, "--config", str(PRESET), "--build-scene", "--resolution", str(size),
+        "--generate", str(count), "--source", "truth", "--seed", "1", "--output", str(folder),
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stdout[-4000:]
+    assert_clean(completed.stdout)
+    images = sorted((folder / "images").iterdir())
+    assert len(images) == count
+    assert len((folder / "labels.csv").read_text().strip().splitlines()) == count + 1  # a header and one per image
+    return folder / "images"
+
+
+def test_batch_demo_fit_in_real_blender(blender: RealBlender, extension_zip: Path) -> None:
+    """tools/demo.py's two commands, shortened: targets from the truth, then a fit, both through ``blender -b``."""
+    script = blender.install(extension_zip)
+    targets = generate_targets(blender, script, 16)
+    output = blender.folder / "run"
+    completed = batch(
+        blender, script, "--config", str(PRESET), "--build-scene", "--targets", str(targets),
+        "--output", str(output), "--steps", "6", "--batch-size", "8", "--resolution", "32",
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stdout[-4000:]
+    assert_clean(completed.stdout)
+    assert "Saved:" not in completed.stdout  # renders are silent; one line per step
+    result = json.loads((output / "result.json").read_text())
+    assert result["renders"] == 6 * 8
+    assert len(result["history"]) == 6
+    start = {"m1": 1.2, "m2": 3.0}
+    for label, values in result["parameters"].items():
+        assert values["mu"] != pytest.approx(start[label], abs=1e-6)  # it learned something
+    assert (output / "checkpoint.pt").is_file() and (output / "parameters.png").is_file()
+
+
+def test_batch_exit_codes_in_real_blender(blender: RealBlender, extension_zip: Path) -> None:
+    """Bad input exits 1 with one line, a bad command line 2; a Python exception never exits 0."""
+    script = blender.install(extension_zip)
+    missing = batch(blender, script, "--config", str(PRESET), "--build-scene", "--targets", "/nonexistent/x")
+    assert missing.returncode == 1, missing.stdout[-3000:]
+    assert "scenefit: error:" in missing.stdout
+    assert "Traceback" not in missing.stdout
+
+    bad_config = blender.folder / "bad.json"
+    bad_config.write_text("{not json")
+    broken = batch(blender, script, "--config", str(bad_config), "--targets", "/tmp")
+    assert broken.returncode == 1, broken.stdout[-3000:]
+    assert "scenefit: error:" in broken.stdout
+
+    usage = batch(blender, script, "--steps", "many")
+    assert usage.returncode == 2, usage.stdout[-3000:]
+
+    # A bug (an exception escaping SceneFit's main) must not look like success either.
+    crash = blender.folder / "crash.py"
+    crash.write_text(
+        "import importlib, runpy, sys\n"
+        f"batch = importlib.import_module('{MODULE}.addon.blender.batch')\n"
+        "def boom(args): raise RuntimeError('on purpose')\n"
+        "batch._run = boom\n"
+        f"sys.argv = [sys.argv[0], '--', '--steps', '1']\n"
+        f"runpy.run_path({str(script)!r}, run_name='__main__')\n"
+    )
+    crashed = blender.run("-b", "-P", str(crash), "--python-exit-code", "1")
+    assert crashed.returncode != 0, crashed.stdout[-3000:]
+    assert "on purpose" in crashed.stdout
+
+
+def test_panel_driven_for_real_under_xvfb(blender: RealBlender, extension_zip: Path) -> None:
+    """A user's session in the real UI (tests/real_blender_ui.py): every check passes and the console is clean."""
+    script = blender.install(extension_zip)
+    count = 8
+    targets = generate_targets(blender, script, count)
+    start = blender.folder / "start.blend"
+    blender.python(f"import bpy; bpy.ops.wm.save_as_mainfile(filepath={str(start)!r})")
+    shutil.copy(ROOT / "tests" / "real_blender_ui.py", blender.folder / "driver.py")
+    config = {
+        "targets": str(targets),
+        "target_count": count,
+        "output": str(blender.folder / "ui-run"),
+        "saved": str(blender.folder / "saved-during-run.blend"),
+        "screenshot": str(blender.folder / "screen.png"),
+        "report": str(blender.folder / "report.json"),
+        "timeout": 420,
+    }
+    (blender.folder / "config.json").write_text(json.dumps(config))
+    display = 100 + os.getpid() % 400
+    session = (
+        f"Xvfb :{display} -screen 0 1500x1700x24 -nolisten tcp & xvfb=$!; "
+        f"for i in $(seq 50); do [ -e /tmp/.X11-unix/X{display} ] && break; sleep 0.1; done; "
+        f"DISPLAY=:{display} timeout 480 blender --enable-event-simulate {start} "
+        f"-P {blender.folder / 'driver.py'} -- {blender.folder / 'config.json'}; rc=$?; "
+        "kill $xvfb; wait $xvfb; exit $rc"
+    )
+    completed = in_root(blender.folder, "env", f"HOME={blender.home}", "bash", "-c", session, timeout=540)
+    log = completed.stdout
+    (blender.folder / "console.log").write_text(log)
+    assert Path(config["report"]).is_file(), f"the driver wrote no report (exit {completed.returncode}):\n{log[-6000:]}"
+    report = json.loads(Path(config["report"]).read_text())
+    assert report["error"] is None, report["error"] + "\n" + "\n".join(report["events"])
+    failed = [c for c in report["checks"] if not c["ok"]]
+    assert not failed, json.dumps(failed, indent=1, ensure_ascii=False)
+    assert len(report["checks"]) >= 20
+    assert_clean(log)
+    assert not re.search(r"^Saved: .*\.tga", log, re.MULTILINE), "training renders print to the console"
+    assert not re.search(r"^\s*Time: \d", log, re.MULTILINE), "training renders print to the console"
+
+    # The file saved during the run holds the user's values, not a sample.
+    saved = blender.python(
+        "import bpy, json; s = bpy.context.window.scene if bpy.context.window else bpy.data.scenes[-1];"
+        "s = next(x for x in bpy.data.scenes if len(x.scenefit.specs));"
+        "print('SAVED', json.dumps({p.label: bpy.data.objects[p.id_name].path_resolve(p.data_path)"
+        " for p in s.scenefit.specs}))",
+        config["saved"],
+    )
+    values = json.loads(saved.split("SAVED ", 1)[1].splitlines()[0])
+    assert values == report["user_values"]
+
+    picture = os.environ.get("SCENEFIT_SCREENSHOT")  # e.g. docs/panel.png: the README's picture
+    if picture:
+        save_panel_picture(Path(config["screenshot"]), report["screenshot"], Path(picture))
+
+
+def save_panel_picture(shot: Path, where: dict, target: Path) -> None:
+    """The right part of the 3D Viewport with the SceneFit sidebar, cropped from the screenshot, as a small PNG."""
+    from PIL import Image
+
+    image = Image.open(shot)
+    _width, height = where["window"]
+    x, y, w, h = where["sidebar"]
+    ax, ay, _aw, ah = where["area"]
+    left = max(ax, x - 420)
+    box = (left, height - (ay + ah), x + w, height - ay)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    image.crop(box).convert("RGB").quantize(colors=128).save(target, optimize=True)
