@@ -20,4 +20,5 @@ bash tools/setup.sh
 .venv/bin/python bench/sample_efficiency.py --renderer blender "${quick[@]}"
 .venv/bin/python bench/wall_clock.py "${quick[@]}"
 .venv/bin/python bench/preset_check.py "${quick[@]}"
+.venv/bin/python bench/image_pipeline.py "${quick[@]}"
 .venv/bin/python bench/independent_targets.py "${quick[@]}"

@@ -82,16 +82,11 @@ class OptimizerConfig:
     falls under a quarter pixel (then ``objective_options.input_blur`` holds). Seen coarsely, a pose or shape far
     from the targets' still looks more like them on the side where they are, so a start far from the truth gets a
     direction (a wide basin); the fine detail comes back as the run settles. Measured on independent targets
-    (bench/independent_targets.py): an L shape's tilt from 10° to targets at 80° went to −104° unblurred and to
-    77–78° with 3–6 px.
-    coarse_to_fine: when set, the objective first compares renders and targets blurred by this fraction of the
-    image's shorter side (Gaussian σ; 1/16 is 4 px at 64×64), halving every ``coarse_half_life`` steps until it
-    falls under a quarter pixel (then ``objective_options.input_blur`` holds). Seen coarsely, a pose or shape far
-    from the targets' still looks more like them on the side where they are, so a start far from the truth gets a
-    direction (a wide basin); the fine detail comes back as the run settles. Measured on independent targets
-    (bench/independent_targets.py): an L shape's tilt from 10° to targets at 80° went to −104° unblurred and to
-    77–78° with 3–6 px.
-    objective_options: the other :class:`ObjectiveConfig` fields (reward, base_width, gp_weight, mmd_bandwidths).
+    (tests/independent_scenes.py): an L shape's tilt from 10° to targets at 80° went to −104° unblurred and to
+    77–78° with 3–6 px (bench/README.md).
+    coarse_half_life: steps in which the coarse-to-fine blur halves.
+    objective_options: the other :class:`ObjectiveConfig` fields (reward, base_width, gp_weight, mmd_bandwidths,
+    input_blur).
     """
 
     objective: str = "adversarial"
