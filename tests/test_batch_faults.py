@@ -68,9 +68,9 @@ def _chain(paths: dict[str, Any], index: int, plan: list[tuple[int, bool, float]
             if signum is not None and early:
                 time.sleep(delay * 4)  # Python, bpy, torch, the targets: somewhere in start-up
             elif signum is not None:
-                for line in process.stdout:  # the run has started once its summary line is out
+                for line in process.stdout:  # the run has started once its settings block is out
                     head.append(line)
-                    if line.startswith("scenefit: ") and " steps of " in line:
+                    if line.startswith("scenefit: run settings"):
                         started = True
                         break
                 time.sleep(delay)

@@ -56,6 +56,7 @@ def test_batch_prints_every_setting_then_runs_the_objective_given(scenefit, file
         ("engine", "BLENDER_WORKBENCH"),
         ("samples", "1"),
         ("resolution", "32×32, RGB"),
+        ("rendered at", "32×32, then resized like the targets"),  # the targets are 32×32 too
         ("objective", "adversarial"),
         ("baseline", baseline),
         ("steps", "2"),

@@ -375,10 +375,12 @@ def settings_lines(config: RunConfig, session: Session) -> list[str]:
     they start from (a resumed run continues from the checkpoint's)."""
     optimizer = session.optimizer
     width, height = config.resolution
+    rendered = session.render_settings.rendered
     rows = [
         ("engine", config.engine),
         ("samples", str(config.samples)),
         ("resolution", f"{width}×{height}, {'RGBA' if config.channels == 4 else 'RGB'}"),
+        ("rendered at", f"{rendered[0]}×{rendered[1]}, then resized like the targets"),
         ("objective", optimizer.config.objective),
         ("baseline", optimizer.config.estimator.baseline),
         ("steps", f"{config.steps}" + (f" after the checkpoint's {optimizer.step}" if config.resume else "")),
