@@ -396,13 +396,14 @@ class Session:
         self.parameters, engine_space = self._bind_specs()
         settings = RenderSettings(config.resolution, config.engine, config.samples, config.channels)
         clip = clips.ClipSettings.from_dict(config.clips) if config.clips is not None else None
-        probes = learned_probes(self.parameters, engine_space)
-        if clip is None:
-            RenderOverride(self.scene, settings).check()
-        else:
-            touched = [p.bound for p in self.parameters.values()]
-            renderer = clips.ClipRenderer(self.scene, settings, clip, touched, probes)
-            renderer.check()
+        touched = [p.bound for p in self.parameters.values()]
+
+        def renderer_for(settings: RenderSettings, probes: Mapping[str, Any] | None = None) -> RenderOverride:
+            if clip is None:
+                return RenderOverride(self.scene, settings, probes)
+            return clips.ClipRenderer(self.scene, settings, clip, touched, probes)
+
+        renderer_for(settings).check()
         if not config.output_dir:
             raise ConfigError("no output folder given for result.json and the checkpoint")
         self._check_output_folder()
@@ -410,12 +411,16 @@ class Session:
             targets, self.target_report = load_targets(config.targets, config.resolution, config.channels)
             native = self.target_report.native_size or scene_output_size(self.scene)
             settings = replace(settings, render_size=render_size(native, config.resolution))
-            renderer = RenderOverride(self.scene, settings, probes)
-            renderer.check()
         else:
             fps = clips.scene_fps(self.scene)
             size, channels = config.resolution, config.channels
             targets, self.target_report = load_clip_targets(config.targets, clip, fps, size, channels)
+        renderer = renderer_for(settings)
+        renderer.check()
+        # Every learned property must change the picture: rendered across its range (and put back) before
+        # anything is written or learned.
+        with renderer_for(settings, learned_probes(self.parameters, engine_space)):
+            pass
         self.render_settings = settings
         self.optimizer = self._make_optimizer(engine_space, targets, checkpoint)
         self._prepare_output_folder()
