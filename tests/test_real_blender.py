@@ -188,7 +188,7 @@ def test_batch_exit_codes_in_real_blender(blender: RealBlender, extension_zip: P
     crash.write_text(
         "import importlib, runpy, sys\n"
         f"batch = importlib.import_module('{MODULE}.addon.blender.batch')\n"
-        "def boom(args): raise RuntimeError('on purpose')\n"
+        "def boom(*args): raise RuntimeError('on purpose')\n"
         "batch._run = boom\n"
         f"sys.argv = [sys.argv[0], '--', '--steps', '1']\n"
         f"runpy.run_path({str(script)!r}, run_name='__main__')\n"
