@@ -50,6 +50,13 @@ RUN_FIELDS = {
     "resume": "checkpoint.pt of an earlier run to continue (its optimizer settings are used), or empty.",
     "clips": "null: every sample is a still image. An object: every sample and target is a clip, the frames "
     "frame_start…frame_end every stride frames, simulated from the start (physics); at least 2 frames.",
+    "checkpoint_steps": "Also write checkpoint.pt every this many steps (0: by time only).",
+    "checkpoint_seconds": "Write checkpoint.pt at least every this many seconds (0.1–86400), so that a killed run "
+    "loses at most that much.",
+    "overwrite": "Replace a run already in output_dir (else such a folder is refused; resuming its own checkpoint "
+    "continues in place).",
+    "resume_settings": "'run': the checkpoint must match this run's specs, distribution kinds, objective and image "
+    "size; 'checkpoint': take the checkpoint's own.",
 }
 SPEC_FIELDS = {
     "label": "Unique name of the parameter (1–{max_label} characters): the key in result.json and in the "
@@ -371,6 +378,10 @@ def schema(package: str) -> dict[str, Any]:
         "optimizer": {"$ref": "#/$defs/optimizer"},
         "resume": {"type": "string"},
         "clips": {"$ref": "#/$defs/clips"},
+        "checkpoint_steps": {"type": "integer", "minimum": 0},
+        "checkpoint_seconds": {"type": "number", "minimum": 0.1, "maximum": 86400},
+        "overwrite": {"type": "boolean"},
+        "resume_settings": {"enum": list(session.RESUME_SETTINGS)},
     }
     for name, prop in run_props.items():
         if "$ref" not in prop:
