@@ -506,7 +506,7 @@ class AskTellOptimizer:
 
     def _blur(self) -> float:
         """The objective's blur at this step (``coarse_to_fine``), in pixels."""
-        fine = self.config.objective_config().input_blur
+        fine = self.objective.config.input_blur
         if not self.config.coarse_to_fine:
             return fine
         coarse = (
