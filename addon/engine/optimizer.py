@@ -34,12 +34,12 @@ from .estimators import EstimatorConfig, ScoreFunctionEstimator
 from .objectives import OBJECTIVES, Objective, ObjectiveConfig, make_objective
 
 CHECKPOINT_FORMAT = "scenefit-optimizer"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
 _STATE_KEYS = (
     *("format", "version", "config", "space_structure", "image_shape", "history"),
     *("space", "average", "objective", "estimator", "param_optimizer", "param_started", "param_steps"),
     *("step", "renders"),
-    *("sample_rng", "next_id", "pending_ids", "pending_samples"),
+    *("sample_rng", "next_id", "pending_ids", "pending_samples", "pending_drawn_with"),
 )
 # Renders may overshoot [0, 1] by rounding (e.g. 1.0000001 after colour management); more than this is a bug.
 _RANGE_SLACK = 1e-3
@@ -257,6 +257,22 @@ class OptimizerConfig:
         return cls(**values)
 
 
+def _flat(space: ParameterSpace) -> torch.Tensor:
+    """The space's learnable parameters as one detached vector (what a sample was drawn with)."""
+    params = [p.detach().reshape(-1) for p in space.learnable()]
+    return torch.cat(params).clone() if params else torch.zeros(0)
+
+
+def _load_flat(space: ParameterSpace, flat: torch.Tensor) -> None:
+    """Inverse of :func:`_flat`, in place; gradients cleared (a deep copy brings the original's along)."""
+    offset = 0
+    with torch.no_grad():
+        for param in space.learnable():
+            param.copy_(flat[offset : offset + param.numel()].view_as(param))
+            param.grad = None
+            offset += param.numel()
+
+
 def _integer(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ConfigError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
@@ -369,6 +385,8 @@ class AskTellOptimizer:
         self._param_steps = 0
         self._next_id = 0
         self._pending: dict[int, torch.Tensor] = {}
+        # Per pending sample, the flat parameters it was drawn with (see _log_prob_as_drawn).
+        self._drawn_with: dict[int, torch.Tensor] = {}
         # _lock: sampling state, pending samples and parameter writes (short). _tell_lock: one tell at a time.
         self._lock = threading.Lock()
         self._tell_lock = threading.Lock()
@@ -382,10 +400,12 @@ class AskTellOptimizer:
             raise ValueError(f"ask needs a positive number of samples, got {n!r}")
         with self._lock:
             raw = self.space.sample(int(n), self._sample_rng)
+            drawn_with = _flat(self.space)
             first = self._next_id
             self._next_id += int(n)
             for offset, row in enumerate(raw):
                 self._pending[first + offset] = row
+                self._drawn_with[first + offset] = drawn_with
         return [Sample(first + offset, self.space.decode(row)) for offset, row in enumerate(raw)]
 
     def values(self) -> dict[str, dict[str, Any]]:
@@ -407,21 +427,23 @@ class AskTellOptimizer:
         NaN parameters; in every failure the optimizer is left exactly as before the call.
         """
         with self._tell_lock:
-            raw = self._lookup(ids, len(images))
+            raw, drawn_with = self._lookup(ids, len(images))
             fake = self._render_tensor(ids, images)
             saved = self._learning_state()
             try:
-                stats = self._learn(raw, fake)
+                stats = self._learn(raw, drawn_with, fake)
             except BaseException:
                 self._restore_learning_state(saved)
                 raise
             with self._lock:
                 for sample_id in ids:
                     del self._pending[int(sample_id)]
+                    del self._drawn_with[int(sample_id)]
             self.history.append(stats.to_dict())
             return stats
 
-    def _lookup(self, ids: Sequence[int], n_images: int) -> torch.Tensor:
+    def _lookup(self, ids: Sequence[int], n_images: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The raw samples of ``ids`` and the flat parameters each was drawn with."""
         if len(ids) != n_images:
             raise TargetError(f"tell got {len(ids)} ids for {n_images} images")
         if len(ids) < 2:
@@ -437,7 +459,8 @@ class AskTellOptimizer:
             unknown = [i for i in ids if int(i) not in self._pending]
             if unknown:
                 raise TargetError(f"unknown sample id(s) {unknown[:10]}: never asked for, or already told")
-            return torch.stack([self._pending[int(i)] for i in ids])
+            raw = torch.stack([self._pending[int(i)] for i in ids])
+            return raw, torch.stack([self._drawn_with[int(i)] for i in ids])
 
     def _render_tensor(self, ids: Sequence[int], images: Sequence[np.ndarray]) -> torch.Tensor:
         for sample_id, image in zip(ids, images, strict=True):
@@ -452,7 +475,7 @@ class AskTellOptimizer:
         except TargetError as error:
             raise TargetError(f"{error} (sample ids {list(ids)[:10]}…)") from error
 
-    def _learn(self, raw: torch.Tensor, fake: torch.Tensor) -> StepStats:
+    def _learn(self, raw: torch.Tensor, drawn_with: torch.Tensor, fake: torch.Tensor) -> StepStats:
         config = self.config
         gated = config.d_gap_max is not None or config.param_start_gap is not None
         gap: float | None = None
@@ -487,7 +510,7 @@ class AskTellOptimizer:
             config.param_start_gap is None or self._param_started or (gap is not None and gap > config.param_start_gap)
         )
         if param_step:
-            self._param_step(raw, rewards)
+            self._param_step(raw, drawn_with, rewards)
 
         self.step += 1
         self.renders += len(fake)
@@ -516,13 +539,18 @@ class AskTellOptimizer:
         )
         return coarse if coarse >= 0.25 and coarse > fine else fine
 
-    def _param_step(self, raw: torch.Tensor, rewards: torch.Tensor) -> None:
+    def _param_step(self, raw: torch.Tensor, drawn_with: torch.Tensor, rewards: torch.Tensor) -> None:
         assert self._param_optimizer is not None
         params = self.space.learnable()
-        # log_prob under the current parameters (the samples may be a step older: blendtorch does the same).
-        loss = self.estimator.surrogate(self.space.log_prob(raw), rewards, self.space.entropy())
+        log_prob, drawn_spaces = self._log_prob_as_drawn(raw, drawn_with)
+        loss = self.estimator.surrogate(log_prob, rewards, self.space.entropy())
         self._param_optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        with torch.no_grad():
+            for drawn in drawn_spaces:
+                for param, grad in zip(params, (p.grad for p in drawn.learnable()), strict=True):
+                    if grad is not None:
+                        param.grad = grad.clone() if param.grad is None else param.grad + grad
         lr = self.config.param_lr
         if self.config.param_lr_half_life is not None:
             lr *= 0.5 ** (self._param_steps / self.config.param_lr_half_life)
@@ -544,6 +572,30 @@ class AskTellOptimizer:
             raise TrainingError(f"the distribution parameters became non-finite: {self.space.values()}")
         self._param_started = True
         self._param_steps += 1
+
+    def _log_prob_as_drawn(
+        self, raw: torch.Tensor, drawn_with: torch.Tensor
+    ) -> tuple[torch.Tensor, list[ParameterSpace]]:
+        """log p of each sample under the parameters it was drawn with, differentiable w.r.t. copies of the space
+        holding those parameters (returned, to collect their gradients).
+
+        Samples told a step after they were asked (the Session renders batch n + 1 while batch n trains) come
+        from the parameters before the last step. Scored under the current ones, the samples that moved ahead
+        with μ — the well-rewarded ones — sit near the new centre and the ones left behind in its tail, so every
+        step while μ travels also narrows σ: the Meta-Sim yaw fit ended at σ/σ* 0.23 that way, 1.2 without the
+        lag. The score of the distribution that drew them is an unbiased gradient of that distribution, applied
+        one step late (as asynchronous SGD is).
+        """
+        versions = torch.unique(drawn_with, dim=0)
+        log_prob = torch.zeros(len(raw))
+        spaces = []
+        for version in versions:
+            rows = torch.nonzero((drawn_with == version).all(dim=1)).flatten()
+            drawn = copy.deepcopy(self.space)
+            _load_flat(drawn, version)
+            log_prob = log_prob.index_put((rows,), drawn.log_prob(raw[rows]))
+            spaces.append(drawn)
+        return log_prob, spaces
 
     # ---- state ----------------------------------------------------------------------------------------------
 
@@ -595,6 +647,11 @@ class AskTellOptimizer:
                         if pending_ids
                         else torch.zeros(0, len(self.space.labels))
                     ),
+                    "pending_drawn_with": (
+                        torch.stack([self._drawn_with[i] for i in pending_ids])
+                        if pending_ids
+                        else torch.zeros(0, len(_flat(self.space)))
+                    ),
                 }
             return {
                 "format": CHECKPOINT_FORMAT,
@@ -636,6 +693,9 @@ class AskTellOptimizer:
                 sample_rng.set_state(state["sample_rng"])
                 pending_ids = [int(i) for i in state["pending_ids"].tolist()]
                 pending = dict(zip(pending_ids, state["pending_samples"].clone(), strict=True))
+                drawn_with = dict(zip(pending_ids, state["pending_drawn_with"].clone(), strict=True))
+                if any(v.shape != _flat(self.space).shape or not torch.isfinite(v).all() for v in drawn_with.values()):
+                    raise ValueError("pending_drawn_with does not hold this space's parameters")
                 history = json.loads(state["history"])
             except (SceneFitError, KeyError, TypeError, ValueError, RuntimeError) as error:
                 self._restore_learning_state(saved)
@@ -644,6 +704,7 @@ class AskTellOptimizer:
                 self._sample_rng = sample_rng
                 self._next_id = int(state["next_id"])
                 self._pending = pending
+                self._drawn_with = drawn_with
             self.history = history
 
     def save_checkpoint(self, path: str | Path) -> int:
