@@ -99,8 +99,9 @@ KIND_TITLES = {
 }
 FIXED = "true: sampled but not learned (panel: Learn unticked). Default false."
 OPTIMIZER_FIELDS = {
-    "objective": "How renders are compared with the targets: a discriminator ('adversarial'), a Wasserstein "
-    "critic ('wgan-gp') or maximum mean discrepancy of image features ('mmd'). Batch --objective overrides it.",
+    "objective": "How renders are compared with the targets: the energy distance of their pixels ('energy', the "
+    "default), a discriminator ('adversarial'), a Wasserstein critic ('wgan-gp') or maximum mean discrepancy of "
+    "image features ('mmd'). Batch --objective overrides it.",
     "estimator": "How rewards become gradients (score-function estimator); its settings are merged over the "
     "default's key by key.",
     "batch_size": "Not set here: the top-level batch_size is used.",

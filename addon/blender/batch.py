@@ -211,8 +211,10 @@ def _run(args: argparse.Namespace, received: list[int]) -> int:
     problem = session.report.problem
     _say(f"scenefit: {problem}" if problem else f"scenefit: report in {session.output_dir}")
     _save(args)
-    if diagnostics.saturated(session.optimizer.history, session.optimizer.config.objective):
-        _say(f"scenefit: error: the fit cannot be trusted, it ended with {diagnostics.SATURATION_WARNING}", err=True)
+    objective = session.optimizer.config.objective
+    if diagnostics.saturated(session.optimizer.history, objective):
+        warning = diagnostics.saturation_warning(objective)
+        _say(f"scenefit: error: the fit cannot be trusted, it ended with {warning}", err=True)
         return EXIT_FAILED
     return EXIT_OK
 

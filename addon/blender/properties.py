@@ -39,6 +39,12 @@ DISTRIBUTION_ITEMS = [
     ("BERNOULLI", "Bernoulli", "True with probability p (on/off properties)", 3),
 ]
 OBJECTIVE_ITEMS = [
+    (
+        "energy",
+        "Energy distance",
+        "Match the set of renders to the set of targets by their pixel distances; finds its way from far starts "
+        "(the default)",
+    ),
     ("adversarial", "Adversarial", "A discriminator learns to tell renders from targets (DCGAN-style, blendtorch)"),
     ("wgan-gp", "WGAN-GP", "A Wasserstein critic with gradient penalty scores renders (SPIRAL)"),
     ("mmd", "MMD", "Match the set of renders to the set of targets by maximum mean discrepancy (Meta-Sim)"),
@@ -209,7 +215,10 @@ class SCENEFIT_Settings(bpy.types.PropertyGroup):
         subtype="DIR_PATH",
     )
     objective: bpy.props.EnumProperty(
-        name="Objective", description="How renders are compared with targets", items=OBJECTIVE_ITEMS
+        name="Objective",
+        description="How renders are compared with targets",
+        items=OBJECTIVE_ITEMS,
+        default="energy",  # OptimizerConfig.default()'s objective
     )
     estimator: bpy.props.EnumProperty(
         name="Baseline",

@@ -162,14 +162,14 @@ class RunConfig:
         return RunConfig.from_dict({**self.to_dict(), **changes})
 
     def optimizer_config(self) -> Any:
-        """The run's ``engine.optimizer.OptimizerConfig`` (needs torch): SceneFit's defaults
-        (``OptimizerConfig.default()``) with ``optimizer``'s settings over them — ``estimator`` and
+        """The run's ``engine.optimizer.OptimizerConfig`` (needs torch): SceneFit's defaults for the run's objective
+        (``OptimizerConfig.default(objective=…)``) with ``optimizer``'s settings over them — ``estimator`` and
         ``objective_options`` merged key by key — and this config's batch_size and seed. ConfigError names a bad
         setting."""
         from ..engine.optimizer import OptimizerConfig
 
-        default = OptimizerConfig.default()
         overrides = dict(self.optimizer)
+        default = OptimizerConfig.default(**{k: v for k, v in overrides.items() if k == "objective"})
         misplaced = sorted({"batch_size", "seed"} & set(overrides))
         if misplaced:
             raise ConfigError(
@@ -682,8 +682,9 @@ class Session:
         for entry in new_entries:
             if self.on_step is not None:
                 self.on_step(entry)
-        if new_entries and diagnostics.saturated(self.optimizer.history, self.optimizer.config.objective):
-            self._warn(diagnostics.SATURATION_WARNING)
+        objective = self.optimizer.config.objective
+        if new_entries and diagnostics.saturated(self.optimizer.history, objective):
+            self._warn(diagnostics.saturation_warning(objective))
         snapshot = self._thread.snapshot()
         if final or any(entry.get("param_step") for entry in new_entries):
             writeback.write_custom_properties(self.parameters, snapshot["values"])

@@ -9,6 +9,8 @@ identically, and its state dict holds everything to resume (networks, Adam, RNG)
 * ``adversarial`` — DCGAN discriminator trained with the non-saturating BCE loss (blendtorch densityopt).
 * ``wgan-gp`` — WGAN-GP critic with a gradient penalty (SPIRAL); the reward is the critic score.
 * ``mmd`` — MMD² with a multi-bandwidth RBF kernel on fixed image features (Meta-Sim); nothing is trained.
+* ``energy`` — the energy distance between renders and targets in pixel space (as the objective sees them,
+  blurred coarse to fine); nothing is trained. SceneFit's default.
 """
 
 from __future__ import annotations
@@ -155,9 +157,11 @@ def _check_images(images: Any, what: str) -> torch.Tensor:
 
 
 class Objective:
-    """Base: compares batches of renders with a fixed target set. Subclasses set ``name``."""
+    """Base: compares batches of renders with a fixed target set. Subclasses set ``name`` and ``loss_stat``, the
+    stat reported as the run's loss."""
 
     name: ClassVar[str]
+    loss_stat: ClassVar[str] = "d_loss"
 
     def __init__(self, targets: torch.Tensor, config: ObjectiveConfig, generator: torch.Generator):
         if not isinstance(config, ObjectiveConfig):
@@ -366,6 +370,7 @@ class MMDObjective(Objective):
     """
 
     name = "mmd"
+    loss_stat = "mmd2"
     CHUNK = 256
 
     def __init__(self, targets: torch.Tensor, config: ObjectiveConfig, generator: torch.Generator):
@@ -417,13 +422,8 @@ class MMDObjective(Objective):
         scales = 2 * median * torch.tensor(self.config.mmd_bandwidths, dtype=torch.float64) ** 2
         return tuple(torch.exp(-d.unsqueeze(-1) / scales).mean(dim=-1) for d in (d_xx, d_xy, d_yy))
 
-    @staticmethod
-    def _mean_off_diagonal(k: torch.Tensor) -> torch.Tensor:
-        n = len(k)
-        return (k.sum() - k.diagonal().sum()) / (n * (n - 1))
-
     def _mmd2(self, k_xx: torch.Tensor, k_xy: torch.Tensor, k_yy: torch.Tensor) -> float:
-        return (self._mean_off_diagonal(k_xx) + self._mean_off_diagonal(k_yy) - 2 * k_xy.mean()).item()
+        return (_mean_off_diagonal(k_xx) + _mean_off_diagonal(k_yy) - 2 * k_xy.mean()).item()
 
     def update(self, fake: torch.Tensor) -> dict[str, float]:
         return self.evaluate(fake)
@@ -452,6 +452,75 @@ class MMDObjective(Objective):
         return commit
 
 
+class EnergyObjective(Objective):
+    """Energy distance (Székely & Rizzo) between renders and targets, on their pixels as the objective sees them
+    (blurred by :attr:`blur`); nothing is trained, nothing can saturate.
+
+    E = 2·E‖X − Y‖ − E‖X − X′‖ − E‖Y − Y′‖ ≥ 0 for renders X and targets Y, zero only when their distributions
+    are equal. The reward of render i is r_i = mean_{j≠i} ‖x_i − x_j‖ − mean_j ‖x_i − y_j‖, whose
+    score-function gradient is −½ ∇E: the first term keeps the renders spread (σ), the second pulls them to the
+    targets (μ). Unlike a discriminator, which far from the targets tells every render from every target and then
+    ranks them by accident, or an RBF kernel, whose gradient fades once images are farther apart than its
+    bandwidth, ‖x − y‖ keeps growing with the distance, so a start far from the targets still gets its direction:
+    measured on the independent-target scenes (bench/README.md), an L shape's tilt 70° away reached the targets in
+    5 of 5 seeds against 1 of 3 with the discriminator. ``separation`` = E / (2·E‖X − Y‖) ∈ [0, 1] is the share
+    of the render–target distance the parameters could still remove (0: renders pass for targets; near 1: nothing
+    in common). Needs at least two targets and two renders per batch (unbiased estimate).
+    """
+
+    name = "energy"
+    loss_stat = "energy"
+
+    def __init__(self, targets: torch.Tensor, config: ObjectiveConfig, generator: torch.Generator):
+        super().__init__(targets, config, generator)
+        if len(self.targets) < 2:
+            raise TargetError("the energy objective needs at least 2 target images, got 1")
+        self._refresh_targets()
+
+    def _refresh_targets(self) -> None:
+        """The targets' pixels and their mean pairwise distance at the current blur (kept until it changes)."""
+        self._target_pixels = self._view(self.targets).flatten(1).double()
+        self._target_spread = _mean_off_diagonal(torch.cdist(self._target_pixels, self._target_pixels))
+        self._target_blur = self.blur
+
+    def _distances(self, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """‖x_i − x_j‖ (n, n) and ‖x_i − y_j‖ (n, N) for renders x and targets y."""
+        fake = self._check_fake(fake)
+        if len(fake) < 2:
+            raise TargetError("the energy objective needs at least 2 rendered images per batch, got 1")
+        if self._target_blur != self.blur:
+            self._refresh_targets()
+        pixels = fake.flatten(1).double()
+        return torch.cdist(pixels, pixels), torch.cdist(pixels, self._target_pixels)
+
+    def update(self, fake: torch.Tensor) -> dict[str, float]:
+        return self.evaluate(fake)
+
+    def evaluate(self, fake: torch.Tensor) -> dict[str, float]:
+        d_xx, d_xy = self._distances(fake)
+        cross = d_xy.mean()
+        energy = 2 * cross - _mean_off_diagonal(d_xx) - self._target_spread
+        separation = energy / (2 * cross) if cross > 0 else torch.zeros_like(energy)
+        return {"energy": energy.item(), "separation": separation.item()}
+
+    def rewards(self, fake: torch.Tensor) -> torch.Tensor:
+        d_xx, d_xy = self._distances(fake)
+        spread = d_xx.sum(dim=1) / (len(d_xx) - 1)
+        return (spread - d_xy.mean(dim=1)).float()
+
+    def _state(self) -> dict[str, Any]:
+        return {}
+
+    def _prepare_load(self, state: Mapping[str, Any]):
+        return lambda: None
+
+
+def _mean_off_diagonal(matrix: torch.Tensor) -> torch.Tensor:
+    """Mean of a square matrix without its diagonal (the unbiased mean of pairwise terms)."""
+    n = len(matrix)
+    return (matrix.sum() - matrix.diagonal().sum()) / (n * (n - 1))
+
+
 def _frames(images: torch.Tensor) -> int:
     """Frames per clip of (N, T, C, H, W) clips; 1 for (N, C, H, W) images."""
     return images.shape[1] if images.ndim == 5 else 1
@@ -463,12 +532,12 @@ def _sqdist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 OBJECTIVES: dict[str, type[Objective]] = {
-    cls.name: cls for cls in (AdversarialObjective, WGANGPObjective, MMDObjective)
+    cls.name: cls for cls in (AdversarialObjective, WGANGPObjective, MMDObjective, EnergyObjective)
 }
 
 
 def make_objective(name: str, targets: torch.Tensor, config: ObjectiveConfig, generator: torch.Generator) -> Objective:
-    """The objective called ``name`` ("adversarial", "wgan-gp" or "mmd"); ConfigError on an unknown name."""
+    """The objective called ``name`` (a key of :data:`OBJECTIVES`); ConfigError on an unknown name."""
     if name not in OBJECTIVES:
         raise ConfigError(f"unknown objective {name!r}; expected one of {sorted(OBJECTIVES)}")
     return OBJECTIVES[name](targets, config, generator)

@@ -46,7 +46,7 @@ VERSION = 1
 PRESET_DIR = Path(__file__).resolve().parents[2] / "presets"
 
 # The names the run settings accept; tests check them against the Blender layer's enums and the engine's names.
-OBJECTIVES = ("adversarial", "wgan-gp", "mmd")
+OBJECTIVES = ("energy", "adversarial", "wgan-gp", "mmd")
 BASELINES = ("ema", "loo", "none")
 RENDER_ENGINES = ("CYCLES", "BLENDER_WORKBENCH", "BLENDER_EEVEE_NEXT")
 PRIMITIVES = ("cube", "uv_sphere", "ico_sphere", "cone", "cylinder")
