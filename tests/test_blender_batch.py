@@ -254,24 +254,26 @@ def test_batch_preset_builds_its_scene_and_renders_its_targets(files):
     assert result["status"] == "finished" and set(result["parameters"]) == {"yaw"}
 
 
-def test_targets_no_parameter_can_reach_warn_in_words_and_exit_1(files):
-    """Targets that are another picture altogether (flat white, made with PIL): the discriminator wins for good;
-    the log says so in plain words as soon as it is seen, result.json keeps it, the exit code is 1."""
+@pytest.mark.parametrize("objective", ["energy", "adversarial"])
+def test_targets_no_parameter_can_reach_warn_in_words_and_exit_1(files, objective):
+    """Targets that are another picture altogether (flat white, made with PIL): the discriminator wins for good,
+    the energy distance's separation stays high; the log says so in plain words as soon as it is seen,
+    result.json keeps it, the exit code is 1."""
+    from addon.engine import diagnostics
+
     tmp = files["tmp"]
     white = tmp / "white"
-    white.mkdir()
+    white.mkdir(exist_ok=True)
     for i in range(8):
         Image.fromarray(np.full((32, 32, 3), 255 - i, np.uint8)).save(white / f"w{i}.png")
     config = json.loads(files["config"].read_text())
-    config["optimizer"] = {"objective": "adversarial"}
-    adversarial = tmp / "adversarial.json"
-    adversarial.write_text(json.dumps(config))
-    output = tmp / "out"
-    done = run_batch(
-        tmp, files["blend"], "--config", adversarial, "--targets", white, "--output", output, "--steps", "40"
-    )
+    config["optimizer"] = {"objective": objective}
+    chosen = tmp / f"{objective}.json"
+    chosen.write_text(json.dumps(config))
+    output = tmp / f"out-{objective}"
+    done = run_batch(tmp, files["blend"], "--config", chosen, "--targets", white, "--output", output, "--steps", "40")
     assert done.returncode == 1, done.stdout + done.stderr
-    warning = "warning: the discriminator separates renders from targets by something the parameters cannot change"
+    warning = f"warning: {diagnostics.saturation_warning(objective)}"
     assert warning in done.stderr and "check engine, samples, resolution, colour management" in done.stderr
     assert "error: the fit cannot be trusted" in done.stderr and "Traceback" not in done.stderr
     result = json.loads((output / "result.json").read_text())

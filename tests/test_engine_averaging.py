@@ -57,8 +57,9 @@ def test_without_averaging_the_values_are_the_current_parameters():
     assert stats.values == opt.values() == opt.space.values()
 
 
-def test_the_default_averages():
-    assert OptimizerConfig.default().param_average == 0.9
+def test_the_adversarial_default_averages():
+    assert OptimizerConfig.default(objective="adversarial").param_average == 0.9
+    assert OptimizerConfig.default().param_average is None  # the energy distance plays no game to smooth
     assert OptimizerConfig.blendtorch().param_average is None  # blendtorch reports its current parameters
 
 

@@ -27,9 +27,24 @@ def test_saturated_only_after_a_whole_window_of_won_steps():
     assert not diagnostics.saturated([{"d_real": None, "d_sim": None}] * WINDOW, "mmd")
 
 
-def test_the_warning_names_what_to_check():
+def test_energy_is_saturated_when_its_separation_stays_high_and_does_not_fall():
+    def history(separations: list[float]) -> list[dict]:
+        return [{"objective_stats": {"separation": s}} for s in separations]
+
+    stuck = [0.9] * WINDOW
+    assert diagnostics.saturated(history(stuck), "energy")
+    assert not diagnostics.saturated(history(stuck[1:]), "energy")  # one step short of the window
+    assert diagnostics.saturated(history(list(np.linspace(0.94, 0.92, WINDOW))), "energy")  # white targets' drift
+    # A far start: as high at first, but falling (the independent light-and-colour scene: 0.92 → 0.38–0.85).
+    assert not diagnostics.saturated(history(list(np.linspace(0.95, 0.72, WINDOW))), "energy")
+    assert not diagnostics.saturated(history([*stuck[:-1], 0.5]), "energy")
+    assert not diagnostics.saturated(history(stuck), "adversarial")  # no d_real/d_sim
+
+
+@pytest.mark.parametrize("objective", ["energy", "adversarial"])
+def test_the_warning_names_what_to_check(objective):
     for setting in ("engine", "samples", "resolution", "colour management"):
-        assert setting in diagnostics.SATURATION_WARNING
+        assert setting in diagnostics.saturation_warning(objective)
 
 
 @pytest.fixture
@@ -47,7 +62,7 @@ def test_a_discriminator_that_wins_a_whole_window_stops_training_until_the_gap_c
     targets = np.zeros((8, size, size, 3), np.float32)
     targets[:, : size // 2] = 1.0  # half white: no arrow looks like this
     space = ParameterSpace({"yaw": Normal(0.0, 0.3)})
-    optimizer = AskTellOptimizer(space, targets, OptimizerConfig.default(batch_size=4, d_lr=2e-3))
+    optimizer = AskTellOptimizer(space, targets, OptimizerConfig.default(objective="adversarial", batch_size=4, d_lr=2e-3))
     for _ in range(WINDOW + 10):
         samples = optimizer.ask()
         optimizer.tell([s.id for s in samples], [synthetic.arrow(s.values, size) for s in samples])

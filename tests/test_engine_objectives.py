@@ -279,10 +279,57 @@ def test_feature_extractor_with_wrong_output_shape_is_refused(tmp_path):
         objective("mmd", ObjectiveConfig(feature_extractor=str(path)))
 
 
+# --- energy --------------------------------------------------------------------------------------------------
+
+
+def test_energy_is_near_zero_for_the_same_distribution_and_separation_near_one_for_another_picture():
+    obj = objective("energy")
+    same = obj.evaluate(shapes(yaws(32, 0.3, seed=20)))
+    different = obj.evaluate(shapes(yaws(32, 1.8, seed=21)))
+    flat = obj.evaluate(torch.ones(16, 3, 32, 32))  # nothing in common with the targets
+    assert abs(same["energy"]) < 0.05 * different["energy"] and abs(same["separation"]) < 0.05
+    assert 0.3 < different["separation"] < flat["separation"] <= 1.0
+    assert obj.update(OTHERS[:8]) == obj.evaluate(OTHERS[:8])
+
+
+def test_energy_rewards_rank_target_like_images_higher_and_punish_a_collapsed_batch():
+    obj = objective("energy")
+    near, far = shapes(yaws(8, 0.3, seed=22)), shapes(yaws(8, 1.8, seed=23))
+    rewards = obj.rewards(torch.cat([near, far]))
+    assert auc(rewards[:8], rewards[8:]) == 1.0
+    spread, collapsed = shapes(yaws(8, 0.3, seed=50)), shapes(torch.full((8,), 0.3))
+    assert obj.rewards(spread).mean() > obj.rewards(collapsed).mean()
+    assert obj.evaluate(collapsed)["energy"] > obj.evaluate(spread)["energy"]
+
+
+def test_energy_reward_gradient_points_to_the_targets_from_far_away():
+    """Where an RBF kernel's gradient has faded (renders 1.5 rad away share no pixels with the targets), the
+    distance still grows with the yaw error: the score-function step goes toward the targets."""
+    obj = objective("energy")
+    for start in (0.9, 1.8):
+        mu = torch.tensor(start, requires_grad=True)
+        x = mu.detach() + 0.2 * torch.randn(64, generator=torch.Generator().manual_seed(5))
+        rewards = obj.rewards(shapes(x))
+        surrogate = ((rewards - rewards.mean()) * torch.distributions.Normal(mu, 0.2).log_prob(x)).mean()
+        (grad,) = torch.autograd.grad(surrogate, mu)
+        assert grad < 0, start  # ascending the reward lowers mu towards 0.3
+
+
+def test_energy_target_pixels_follow_the_blur_and_it_needs_two_images_on_each_side():
+    obj = objective("energy")
+    sharp = obj.evaluate(OTHERS[:8])["energy"]
+    obj.blur = 3.0
+    assert obj.evaluate(OTHERS[:8])["energy"] < sharp  # both sides blurred: closer
+    with pytest.raises(TargetError, match="2 target"):
+        objective("energy", targets=TARGETS[:1])
+    with pytest.raises(TargetError, match="2 rendered"):
+        objective("energy").rewards(OTHERS[:1])
+
+
 # --- checkpoints and determinism -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["adversarial", "wgan-gp", "mmd"])
+@pytest.mark.parametrize("name", ["adversarial", "wgan-gp", "mmd"])  # energy: no seeded state
 def test_state_dict_round_trip_through_weights_only_load(name):
     obj = objective(name, seed=0)
     train(obj, 3)
@@ -312,7 +359,7 @@ def test_loading_a_foreign_state_fails_and_changes_nothing():
     assert torch.equal(obj.rewards(fake), before)
 
 
-@pytest.mark.parametrize("name", ["adversarial", "wgan-gp", "mmd"])
+@pytest.mark.parametrize("name", ["adversarial", "wgan-gp", "mmd"])  # energy: no seeded state
 def test_same_seed_same_rewards(name):
     a, b, c = objective(name, seed=7), objective(name, seed=7), objective(name, seed=8)
     stats_a, stats_b = train(a, 3), train(b, 3)
@@ -373,13 +420,13 @@ def test_unknown_objective_is_refused():
         (torch.zeros(4, 3, 32, 32, dtype=torch.uint8), "floating"),
     ],
 )
-@pytest.mark.parametrize("name", ["adversarial", "wgan-gp", "mmd"])
+@pytest.mark.parametrize("name", ["energy", "adversarial", "wgan-gp", "mmd"])
 def test_bad_targets_are_refused(name, targets, message):
     with pytest.raises(TargetError, match=message):
         make_objective(name, targets, SMALL, torch.Generator())
 
 
-@pytest.mark.parametrize("name", ["adversarial", "wgan-gp", "mmd"])
+@pytest.mark.parametrize("name", ["energy", "adversarial", "wgan-gp", "mmd"])
 def test_bad_renders_are_refused_without_training(name):
     obj = objective(name)
     before = obj.state_dict()

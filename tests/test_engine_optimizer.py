@@ -271,7 +271,7 @@ def test_blendtorch_schedule_waits_for_the_gap_and_skips_d_steps_above_it(monkey
 # ---- checkpoints --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("objective", ["adversarial", "wgan-gp", "mmd"])
+@pytest.mark.parametrize("objective", ["energy", "adversarial", "wgan-gp", "mmd"])
 def test_checkpoint_resume_gives_the_same_next_step(tmp_path, objective):
     config = OptimizerConfig.default(objective=objective, batch_size=8, seed=5)
     uninterrupted = make_optimizer(config)
@@ -460,3 +460,59 @@ def test_coarse_to_fine_blur_starts_at_a_sixteenth_of_the_image_and_halves_every
     optimizer.tell(*render(samples))
     assert optimizer.objective.blur == pytest.approx(2.0)
     assert make_optimizer(OptimizerConfig.blendtorch(batch_size=8))._blur() == 0.0  # blendtorch: never blurred
+
+
+# ---- samples told a step late ------------------------------------------------------------------------------
+
+
+def test_a_sample_told_after_a_parameter_step_is_scored_under_the_parameters_that_drew_it():
+    """The Session renders batch n + 1 while batch n trains: its samples come from the parameters before that
+    step. Their score-function gradient must be the one of the distribution that drew them, not the current
+    one's (which narrowed σ while μ moved)."""
+    config = OptimizerConfig.default(batch_size=8, seed=3)
+    late, reference = make_optimizer(config), make_optimizer(config)  # the same starting parameters
+    first, stale = late.ask(), late.ask()  # both drawn from the starting parameters
+    late.tell(*render(first))  # a parameter step: the parameters move on
+    ids = [s.id for s in stale]
+    raw, drawn_with = late._lookup(ids, len(ids))
+    log_prob, drawn = late._log_prob_as_drawn(raw, drawn_with)
+    got = torch.autograd.grad(log_prob.sum(), drawn[0].learnable())
+    expected = torch.autograd.grad(reference.space.log_prob(raw).sum(), reference.space.learnable())
+    current = torch.autograd.grad(late.space.log_prob(raw).sum(), late.space.learnable())
+    assert len(drawn) == 1 and all(torch.allclose(a, b) for a, b in zip(expected, got, strict=True))
+    assert not all(torch.allclose(a, b) for a, b in zip(current, got, strict=True))  # what the old code used
+    late.tell(*render(stale))
+    assert late.pending_ids == [] and late._drawn_with == {}
+
+
+def test_samples_of_different_parameter_versions_in_one_tell_each_get_their_own_score():
+    optimizer = make_optimizer(OptimizerConfig.default(batch_size=4, seed=2))
+    older = optimizer.ask()
+    optimizer.tell(*render(optimizer.ask()))
+    newer = optimizer.ask()
+    raw, drawn_with = optimizer._lookup([s.id for s in older + newer], 8)
+    log_prob, drawn = optimizer._log_prob_as_drawn(raw, drawn_with)
+    assert len(drawn) == 2
+    assert torch.allclose(log_prob[4:], optimizer.space.log_prob(raw[4:]))  # newer: the current parameters
+    assert not torch.allclose(log_prob[:4], optimizer.space.log_prob(raw[:4]))
+
+
+def test_a_pending_sample_keeps_the_parameters_that_drew_it_across_a_checkpoint(tmp_path):
+    optimizer = make_optimizer(OptimizerConfig.default(batch_size=4, seed=4))
+    pending = optimizer.ask()
+    optimizer.tell(*render(optimizer.ask()))
+    optimizer.save_checkpoint(tmp_path / "run.pt")
+    resumed = AskTellOptimizer.load_checkpoint(tmp_path / "run.pt", targets())
+    ids = [s.id for s in pending]
+    assert torch.equal(resumed._lookup(ids, 4)[1], optimizer._lookup(ids, 4)[1])
+    state = optimizer.state_dict()
+    state["pending_drawn_with"] = state["pending_drawn_with"][:, :1]
+    with pytest.raises(ConfigError, match="pending_drawn_with"):
+        make_optimizer(OptimizerConfig.default(batch_size=4, seed=4)).load_state_dict(state)
+
+
+def test_the_default_objective_is_the_energy_distance_with_its_own_schedule():
+    energy, adversarial = OptimizerConfig.default(), OptimizerConfig.default(objective="adversarial")
+    assert (energy.objective, energy.param_lr_half_life, energy.param_average) == ("energy", 45.0, None)
+    assert (adversarial.param_lr_half_life, adversarial.param_average) == (30.0, 0.9)
+    assert OptimizerConfig.default(objective="adversarial", param_average=0.5).param_average == 0.5

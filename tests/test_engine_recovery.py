@@ -43,13 +43,15 @@ def optimise(optimizer: AskTellOptimizer, render: Callable, renders: int) -> lis
     return trace
 
 
-def test_supershape_lognormal_m1_m2_recovered_with_default_config():
+def test_supershape_lognormal_m1_m2_recovered_with_the_adversarial_default():
+    """The supershape presets' objective (blendtorch's experiment): the stand-in's m2 shows only as thin shading
+    rings, which a discriminator picks out and pixel distances barely see."""
     truth = ParameterSpace({"m1": LogNormal(2.25, 0.1), "m2": LogNormal(2.25, 0.1)})
     targets = render_targets(truth, 64, synthetic.supershape, seed=1000)
     sigmas = {"m1": [], "m2": []}
     for seed in range(3):
         space = ParameterSpace({"m1": LogNormal(1.2, 0.4), "m2": LogNormal(3.0, 0.4)})
-        optimizer = AskTellOptimizer(space, targets, OptimizerConfig.default(seed=seed))
+        optimizer = AskTellOptimizer(space, targets, OptimizerConfig.default(objective="adversarial", seed=seed))
 
         trace = optimise(optimizer, synthetic.supershape, renders=1200)
 
@@ -64,6 +66,19 @@ def test_supershape_lognormal_m1_m2_recovered_with_default_config():
     # median run (one seed in four of this 32 px stand-in still ends at σ ≈ 0.3 in m1 after 1200 renders).
     for values in sigmas.values():
         assert 0.03 < float(np.median(values)) < 0.25, sigmas
+
+
+def test_a_yaw_far_from_the_targets_is_recovered_with_the_default_energy_distance():
+    """From 1.2 rad away (the arrow points the other way) to μ within 0.1 and σ within 35 % in every seed."""
+    truth = ParameterSpace({"yaw": Normal(1.2, 0.15)})
+    targets = render_targets(truth, 32, synthetic.arrow, seed=2100)
+    for seed in range(3):
+        optimizer = AskTellOptimizer(
+            ParameterSpace({"yaw": Normal(0.0, 0.15)}), targets, OptimizerConfig.default(batch_size=8, seed=seed)
+        )
+        values = optimise(optimizer, synthetic.arrow, renders=640)[-1]["yaw"]
+        assert abs(values["mu"] - 1.2) < 0.1, (seed, values)
+        assert 0.65 < values["sigma"] / 0.15 < 1.35, (seed, values)
 
 
 def test_yaw_normal_recovered_with_mmd():
