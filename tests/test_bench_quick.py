@@ -82,6 +82,7 @@ def test_sample_efficiency_quick_synthetic(tmp_path):
         ("preset_check.py", (), "median renders to stay"),
         ("image_pipeline.py", (), "median gap"),
         ("independent_targets.py", (), "SceneFit renders follow"),
+        ("objective_lookup.py", (), "worst μ error ÷ tolerance"),
     ],
 )
 def test_blender_benchmarks_quick(tmp_path, script, args, expected):
