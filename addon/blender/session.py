@@ -601,7 +601,7 @@ class Session:
                 f"checkpoint {cut(str(checkpoint.path))} does not match this run: {'; '.join(differences)} "
                 "(change the run, or take the checkpoint's settings with --resume-settings checkpoint)"
             )
-        return AskTellOptimizer.from_checkpoint(checkpoint, targets)
+        return AskTellOptimizer.from_checkpoint(checkpoint, targets, optimizer_config.device)
 
     # ---- output folder --------------------------------------------------------------------------------------
 
