@@ -32,6 +32,7 @@ from .distributions import ParameterSpace, Value
 from .errors import ConfigError, SceneFitError, TargetError, TrainingError, cut, quote
 from .estimators import EstimatorConfig, ScoreFunctionEstimator
 from .objectives import OBJECTIVES, Objective, ObjectiveConfig, make_objective
+from .presets import DEVICES
 
 CHECKPOINT_FORMAT = "scenefit-optimizer"
 CHECKPOINT_VERSION = 2
@@ -46,7 +47,6 @@ _RANGE_SLACK = 1e-3
 # ObjectiveConfig fields that OptimizerConfig sets itself (d_lr, d_betas, feature_extractor): not in objective_options.
 _OWN_OBJECTIVE_FIELDS = ("lr", "betas", "feature_extractor")
 _GAP_OBJECTIVES = ("adversarial", "wgan-gp")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
