@@ -142,8 +142,9 @@ def test_an_objective_on_cuda_keeps_its_tensors_there_and_answers_on_the_cpu(obj
         objective_on.update(fake)
     rewards = {device: objective_on.rewards(fake) for device, objective_on in built.items()}
     assert rewards["cuda"].device.type == "cpu"
-    # Same initial networks and target minibatches on both devices: the same numbers up to rounding.
-    torch.testing.assert_close(rewards["cuda"], rewards["cpu"], rtol=1e-3, atol=1e-4)
+    # Same initial networks and target minibatches on both devices: the same numbers up to rounding, which for the
+    # networks is TF32's (cuDNN convolutions use it by default since Ampere; measured on an H200: 2.4e-3 relative).
+    torch.testing.assert_close(rewards["cuda"], rewards["cpu"], rtol=1e-2, atol=1e-3)
     assert all(t.device.type == "cpu" for t in tensors(on_gpu.state_dict()))
 
 
@@ -167,7 +168,8 @@ def test_a_cuda_checkpoint_holds_cpu_tensors_and_resumes_on_the_cpu_and_the_gpu(
         assert [s.id for s in resumed.ask()] == [s.id for s in batch]
         stats = resumed.tell(*render(batch))
         assert stats.step == expected.step == 4
-        assert stats.reward_mean == pytest.approx(expected.reward_mean, rel=1e-3, abs=1e-4)
+        # Not bit for bit: TF32 convolutions and cuDNN's nondeterministic kernels (rel. 1.6e-3 measured on an H200).
+        assert stats.reward_mean == pytest.approx(expected.reward_mean, rel=1e-2, abs=1e-3)
         for label, values in expected.values.items():
             for key, value in values.items():
-                assert stats.values[label][key] == pytest.approx(value, rel=1e-3, abs=1e-4), (device, label, key)
+                assert stats.values[label][key] == pytest.approx(value, rel=1e-2, abs=1e-3), (device, label, key)

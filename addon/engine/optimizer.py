@@ -761,8 +761,9 @@ class AskTellOptimizer:
     @classmethod
     def load_checkpoint(cls, path: str | Path, targets: np.ndarray, device: str = "auto") -> AskTellOptimizer:
         """An optimizer resumed from :meth:`save_checkpoint` (``torch.load(weights_only=True)``) on ``device``
-        (an :attr:`OptimizerConfig.device`): the next step is exactly the one the saved optimizer would have taken
-        (on another device, up to floating-point rounding). ``targets`` must be the same images."""
+        (an :attr:`OptimizerConfig.device`): on the CPU the next step is exactly the one the saved optimizer would
+        have taken; on a GPU, or across devices, it is up to rounding (TF32 convolutions, cuDNN's nondeterministic
+        kernels). ``targets`` must be the same images."""
         return cls.from_checkpoint(read_checkpoint(path), targets, device)
 
     @classmethod
