@@ -59,7 +59,9 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--samples", type=int, help="render samples (Cycles/EEVEE samples, Workbench AA)")
     parse.add_argument("--objective", choices=OBJECTIVES, help="how renders are compared with the targets")
     parse.add_argument(
-        "--device", choices=DEVICES, help="where the objective trains: auto (default: CUDA when torch has it), cpu, cuda"
+        "--device",
+        choices=DEVICES,
+        help="where the objective trains: auto (the default: CUDA if torch has it), cpu, cuda",
     )
     parse.add_argument("--resume", help="checkpoint.pt of an earlier run to continue (its folder: continue in place)")
     parse.add_argument(
