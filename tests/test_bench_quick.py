@@ -73,6 +73,12 @@ def test_sample_efficiency_quick_synthetic(tmp_path):
     assert "blendtorch seed 0" in out and "default seed 0" in out
 
 
+def test_gpu_training_quick_on_the_cpu(tmp_path):
+    out = run(tmp_path, "gpu_training.py")
+    assert "adversarial tell" in out and "energy rewards" in out
+    assert "machine: " in out
+
+
 @pytest.mark.parametrize(
     "script, args, expected",
     [

@@ -135,6 +135,17 @@ def test_empty_scene(ui, scene):
     assert not [call for call in layout.calls() if call.name == "progress"]
 
 
+def test_settings_offer_the_training_device_and_the_run_takes_it(scenefit, ui, scene):
+    blender = scenefit.addon.blender
+    assert [item[0] for item in blender.properties.DEVICE_ITEMS] == list(scenefit.addon.engine.presets.DEVICES)
+    settings = scene.scenefit
+    assert settings.device == "auto"
+    layout = draw_all()
+    assert ("prop", "device") in [(call.name, call.args[1]) for call in layout.calls() if call.name == "prop"]
+    settings.device = "cpu"
+    assert blender.session.RunConfig.from_scene(scene).optimizer["device"] == "cpu"
+
+
 def test_specs_of_every_kind(ui, scene):
     settings = scene.scenefit
     add_specs(ui, scene)

@@ -125,6 +125,9 @@ OPTIMIZER_FIELDS = {
     "blur.",
     "coarse_half_life": "Steps (> 0) in which the coarse-to-fine blur halves.",
     "objective_options": "The objective's other settings, merged over the default's key by key.",
+    "device": "Where the objective trains: 'auto' (CUDA when torch has a GPU, else the CPU), 'cpu' or 'cuda' "
+    "(refused without a CUDA GPU). The distribution parameters always stay on the CPU; a checkpoint resumes on "
+    "any device. Batch --device overrides it.",
 }
 ESTIMATOR_FIELDS = {
     "baseline": "Baseline subtracted from the rewards: 'loo' leave-one-out (mean of the other samples of the "
@@ -187,6 +190,7 @@ def schema(package: str) -> dict[str, Any]:
     optimizer = _module(package, "engine.optimizer")
     objectives = _module(package, "engine.objectives")
     estimators = _module(package, "engine.estimators")
+    presets = _module(package, "engine.presets")
 
     run_defaults = {f.name: f.default for f in dataclasses.fields(session.RunConfig)}
     _names(RUN_FIELDS, list(run_defaults), "RunConfig")
@@ -319,6 +323,7 @@ def schema(package: str) -> dict[str, Any]:
         "coarse_to_fine": {"type": ["number", "null"], "minimum": 0, "maximum": 0.5},
         "coarse_half_life": positive,
         "objective_options": {"$ref": "#/$defs/objective_options"},
+        "device": {"enum": list(presets.DEVICES)},
     }
     for name, prop in optimizer_props.items():
         if "$ref" not in prop:

@@ -26,7 +26,7 @@ import bpy
 
 from ..engine import diagnostics
 from ..engine.errors import ConfigError, SceneFitError, cut, quote
-from ..engine.presets import OBJECTIVES
+from ..engine.presets import DEVICES, OBJECTIVES
 from . import rna
 from .clip_targets import save_clip
 from .clips import ClipRenderer, ClipSettings
@@ -58,6 +58,11 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--engine", choices=ENGINES, help="render engine")
     parse.add_argument("--samples", type=int, help="render samples (Cycles/EEVEE samples, Workbench AA)")
     parse.add_argument("--objective", choices=OBJECTIVES, help="how renders are compared with the targets")
+    parse.add_argument(
+        "--device",
+        choices=DEVICES,
+        help="where the objective trains: auto (the default: CUDA if torch has it), cpu, cuda",
+    )
     parse.add_argument("--resume", help="checkpoint.pt of an earlier run to continue (its folder: continue in place)")
     parse.add_argument(
         "--resume-settings",
@@ -306,6 +311,8 @@ def _config(args: argparse.Namespace, scene: bpy.types.Scene) -> tuple[RunConfig
     config = config.replace(**{k: v for k, v in overrides.items() if v is not None})
     if args.objective is not None:
         config = config.replace(optimizer={**config.optimizer, "objective": args.objective})
+    if args.device is not None:
+        config = config.replace(optimizer={**config.optimizer, "device": args.device})
     if not config.output_dir:
         raise ConfigError("no output folder: give --output")
     return config, preset
@@ -384,6 +391,7 @@ def settings_lines(config: RunConfig, session: Session) -> list[str]:
         ("resolution", f"{width}×{height}, {'RGBA' if config.channels == 4 else 'RGB'}"),
         ("rendered at", f"{rendered[0]}×{rendered[1]}, then resized like the targets"),
         ("objective", optimizer.config.objective),
+        ("device", str(optimizer.device) + (" (auto)" if optimizer.config.device == "auto" else "")),
         ("baseline", optimizer.config.estimator.baseline),
         ("steps", f"{config.steps}" + (f" after the checkpoint's {optimizer.step}" if config.resume else "")),
         ("batch size", str(config.batch_size)),

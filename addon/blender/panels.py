@@ -369,6 +369,7 @@ class SCENEFIT_PT_settings(_SceneFitPanel, bpy.types.Panel):
         col = layout.column()
         col.prop(settings, "objective")
         col.prop(settings, "estimator")
+        col.prop(settings, "device")
         col.prop(settings, "batch_size")
         col.prop(settings, "steps")
         col.prop(settings, "seed")

@@ -54,6 +54,11 @@ ESTIMATOR_ITEMS = [
     ("loo", "Leave-one-out", "Baseline: mean reward of the other samples in the batch (low variance)"),
     ("none", "None", "No baseline (plain REINFORCE, noisiest)"),
 ]
+DEVICE_ITEMS = [
+    ("auto", "Auto", "Train on the GPU when SceneFit's torch has CUDA, else on the CPU (the default)"),
+    ("cpu", "CPU", "Train on the CPU, beside Blender's rendering"),
+    ("cuda", "CUDA", "Train on the NVIDIA GPU (a run without one is refused when it starts)"),
+]
 ENGINE_ITEMS = [
     ("CYCLES", "Cycles", "Path tracing, denoising off; a few samples are enough at training resolution"),
     ("BLENDER_WORKBENCH", "Workbench", "Fastest: flat/solid shading, for shape and pose parameters"),
@@ -225,6 +230,12 @@ class SCENEFIT_Settings(bpy.types.PropertyGroup):
         description="Variance reduction of the score-function gradient (no gradient flows through Blender)",
         items=ESTIMATOR_ITEMS,
         default="loo",  # OptimizerConfig.default()'s baseline (a test keeps the two in step)
+    )
+    device: bpy.props.EnumProperty(
+        name="Device",
+        description="Where the objective trains; the distribution parameters always stay on the CPU",
+        items=DEVICE_ITEMS,
+        default="auto",  # OptimizerConfig's device
     )
     batch_size: bpy.props.IntProperty(
         name="Batch size",

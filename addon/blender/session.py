@@ -221,7 +221,11 @@ class RunConfig:
             resolution=(settings.resolution_x, settings.resolution_y),
             engine=settings.render_engine,
             samples=settings.samples,
-            optimizer={"objective": settings.objective, "estimator": {"baseline": settings.estimator}},
+            optimizer={
+                "objective": settings.objective,
+                "estimator": {"baseline": settings.estimator},
+                "device": settings.device,
+            },
             resume=bpy.path.abspath(settings.resume) if settings.resume else "",
             clips=(
                 clips.ClipSettings(settings.clip_frame_start, settings.clip_frame_end, settings.clip_stride).to_dict()
@@ -601,7 +605,7 @@ class Session:
                 f"checkpoint {cut(str(checkpoint.path))} does not match this run: {'; '.join(differences)} "
                 "(change the run, or take the checkpoint's settings with --resume-settings checkpoint)"
             )
-        return AskTellOptimizer.from_checkpoint(checkpoint, targets)
+        return AskTellOptimizer.from_checkpoint(checkpoint, targets, optimizer_config.device)
 
     # ---- output folder --------------------------------------------------------------------------------------
 

@@ -6,6 +6,12 @@ network initialisation and a seed for its own private generator (target minibatc
 interpolation) from that generator, so two objectives built from generators in the same state behave
 identically, and its state dict holds everything to resume (networks, Adam, RNG).
 
+Devices: an objective works on the ``device`` it is built for (its networks, targets, the renders it is given,
+its blur kernels and features); it takes renders and returns rewards as CPU tensors, and its state dict holds CPU
+tensors, so a state saved on a GPU loads on a CPU-only machine and back. Networks are initialised on the CPU from
+the CPU generator and then moved, and the private generator stays a CPU generator whose draws are moved: the same
+seed gives the same initial networks and the same target minibatches on every device.
+
 * ``adversarial`` — DCGAN discriminator trained with the non-saturating BCE loss (blendtorch densityopt).
 * ``wgan-gp`` — WGAN-GP critic with a gradient penalty (SPIRAL); the reward is the critic score.
 * ``mmd`` — MMD² with a multi-bandwidth RBF kernel on fixed image features (Meta-Sim); nothing is trained.
@@ -163,13 +169,20 @@ class Objective:
     name: ClassVar[str]
     loss_stat: ClassVar[str] = "d_loss"
 
-    def __init__(self, targets: torch.Tensor, config: ObjectiveConfig, generator: torch.Generator):
+    def __init__(
+        self,
+        targets: torch.Tensor,
+        config: ObjectiveConfig,
+        generator: torch.Generator,
+        device: torch.device | str = "cpu",
+    ):
         if not isinstance(config, ObjectiveConfig):
             raise ConfigError(f"config must be an ObjectiveConfig, got {type(config).__name__}")
         if not isinstance(generator, torch.Generator):
             raise ConfigError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         self.config = config
-        self.targets = _check_images(targets, "target images")
+        self.device = torch.device(device)
+        self.targets = _check_images(targets, "target images").to(self.device)
         # σ in pixels of the blur renders and targets get (see ObjectiveConfig.input_blur); the optimizer may
         # change it between steps (coarse to fine).
         self.blur = config.input_blur
@@ -177,7 +190,7 @@ class Objective:
         self._rng = torch.Generator().manual_seed(seed)
 
     def _check_fake(self, fake: Any) -> torch.Tensor:
-        fake = _check_images(fake, "rendered images")
+        fake = _check_images(fake, "rendered images").to(self.device)
         if fake.shape[1:] != self.targets.shape[1:]:
             layout = "(T, C, H, W)" if self.targets.ndim == 5 else "(C, H, W)"
             raise TargetError(
@@ -192,7 +205,7 @@ class Objective:
         if sigma == 0:
             return images
         radius = max(1, math.ceil(3 * sigma))
-        offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+        offsets = torch.arange(-radius, radius + 1, dtype=torch.float32, device=images.device)
         kernel = torch.exp(-(offsets**2) / (2 * sigma**2))
         kernel = kernel / kernel.sum()
         flat = images.reshape(-1, *images.shape[-3:])
@@ -204,7 +217,7 @@ class Objective:
 
     def _target_batch(self, n: int) -> torch.Tensor:
         """A target minibatch of min(n, N) distinct images drawn with the objective's generator."""
-        index = torch.randperm(len(self.targets), generator=self._rng)[:n]
+        index = torch.randperm(len(self.targets), generator=self._rng)[:n].to(self.device)
         return self._view(self.targets[index])
 
     def update(self, fake: torch.Tensor) -> dict[str, float]:
@@ -216,12 +229,12 @@ class Objective:
         raise NotImplementedError
 
     def rewards(self, fake: torch.Tensor) -> torch.Tensor:
-        """Per-image rewards (n,), higher = more target-like; no gradient."""
+        """Per-image rewards (n,) on the CPU, higher = more target-like; no gradient."""
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
-        """Tensors and plain containers only (loadable with ``torch.load(weights_only=True)``)."""
-        return {"objective": self.name, "rng": self._rng.get_state(), **self._state()}
+        """CPU tensors and plain containers only (loadable with ``torch.load(weights_only=True)`` anywhere)."""
+        return _to_cpu({"objective": self.name, "rng": self._rng.get_state(), **self._state()})
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`; on a mismatch raise ConfigError and leave the objective unchanged."""
@@ -250,11 +263,18 @@ class _TrainedObjective(Objective):
 
     norm: ClassVar[str]
 
-    def __init__(self, targets: torch.Tensor, config: ObjectiveConfig, generator: torch.Generator):
-        super().__init__(targets, config, generator)
+    def __init__(
+        self,
+        targets: torch.Tensor,
+        config: ObjectiveConfig,
+        generator: torch.Generator,
+        device: torch.device | str = "cpu",
+    ):
+        super().__init__(targets, config, generator, device)
         c, h, w = self.targets.shape[-3:]
         self.net = Discriminator(c, h, w, config.base_width, self.norm, frames=_frames(self.targets))
         self.net.reset_parameters(generator)
+        self.net.to(self.device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr, betas=config.betas)
 
     def _step(self, loss: torch.Tensor) -> None:
@@ -313,10 +333,10 @@ class AdversarialObjective(_TrainedObjective):
         with torch.no_grad():
             logits = self.net(fake)
         if self.config.reward == "log_d":
-            return F.logsigmoid(logits)
+            return F.logsigmoid(logits).cpu()
         if self.config.reward == "prob":
-            return torch.sigmoid(logits)
-        return logits
+            return torch.sigmoid(logits).cpu()
+        return logits.cpu()
 
 
 class WGANGPObjective(_TrainedObjective):
@@ -338,8 +358,8 @@ class WGANGPObjective(_TrainedObjective):
         fake = self._check_fake(fake)
         real, real_scores, fake_scores = self._scores(fake)
         # Pair every render with a target (cycling when there are fewer targets) for the penalty's interpolates.
-        paired = real[torch.arange(len(fake)) % len(real)]
-        eps = torch.rand(len(fake), *[1] * (fake.ndim - 1), generator=self._rng)
+        paired = real[torch.arange(len(fake), device=self.device) % len(real)]
+        eps = torch.rand(len(fake), *[1] * (fake.ndim - 1), generator=self._rng).to(self.device)
         mixed = (eps * paired + (1 - eps) * fake).requires_grad_(True)
         (grad,) = torch.autograd.grad(self.net(mixed).sum(), mixed, create_graph=True)
         penalty = ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
@@ -356,7 +376,7 @@ class WGANGPObjective(_TrainedObjective):
     def rewards(self, fake: torch.Tensor) -> torch.Tensor:
         fake = self._check_fake(fake)
         with torch.no_grad():
-            return self.net(fake)
+            return self.net(fake).cpu()
 
 
 class MMDObjective(Objective):
@@ -373,8 +393,14 @@ class MMDObjective(Objective):
     loss_stat = "mmd2"
     CHUNK = 256
 
-    def __init__(self, targets: torch.Tensor, config: ObjectiveConfig, generator: torch.Generator):
-        super().__init__(targets, config, generator)
+    def __init__(
+        self,
+        targets: torch.Tensor,
+        config: ObjectiveConfig,
+        generator: torch.Generator,
+        device: torch.device | str = "cpu",
+    ):
+        super().__init__(targets, config, generator, device)
         if len(self.targets) < 2:
             raise TargetError("the MMD objective needs at least 2 target images, got 1")
         if config.feature_extractor == "random-conv":
@@ -384,6 +410,7 @@ class MMDObjective(Objective):
             self.features = PixelFeatures()
         else:
             self.features = load_feature_extractor(config.feature_extractor)
+        self.features.to(self.device)
         self._refresh_targets()
 
     def _refresh_targets(self, network: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -413,13 +440,17 @@ class MMDObjective(Objective):
         d_xx, d_xy, d_yy = _sqdist(x, x), _sqdist(x, self._target_features), self._target_sqdist
         n, m = len(d_xx), len(d_yy)
         pooled = torch.cat(
-            [d_xx[torch.triu_indices(n, n, 1).unbind()], d_xy.flatten(), d_yy[torch.triu_indices(m, m, 1).unbind()]]
+            [
+                d_xx[torch.triu_indices(n, n, 1, device=self.device).unbind()],
+                d_xy.flatten(),
+                d_yy[torch.triu_indices(m, m, 1, device=self.device).unbind()],
+            ]
         )
         median = pooled.median()
         if median <= 0:
             # Every image identical: any positive bandwidth gives the same (zero) MMD².
             median = torch.ones_like(median)
-        scales = 2 * median * torch.tensor(self.config.mmd_bandwidths, dtype=torch.float64) ** 2
+        scales = 2 * median * torch.tensor(self.config.mmd_bandwidths, dtype=torch.float64, device=self.device) ** 2
         return tuple(torch.exp(-d.unsqueeze(-1) / scales).mean(dim=-1) for d in (d_xx, d_xy, d_yy))
 
     def _mmd2(self, k_xx: torch.Tensor, k_xy: torch.Tensor, k_yy: torch.Tensor) -> float:
@@ -435,7 +466,7 @@ class MMDObjective(Objective):
         k_xx, k_xy, _ = self._kernels(fake)
         n = len(k_xx)
         repulsion = (k_xx.sum(dim=1) - k_xx.diagonal()) / (n - 1)
-        return (k_xy.mean(dim=1) - repulsion).float()
+        return (k_xy.mean(dim=1) - repulsion).float().cpu()
 
     def _state(self) -> dict[str, Any]:
         return {"features": self.features.state_dict()}
@@ -471,8 +502,14 @@ class EnergyObjective(Objective):
     name = "energy"
     loss_stat = "energy"
 
-    def __init__(self, targets: torch.Tensor, config: ObjectiveConfig, generator: torch.Generator):
-        super().__init__(targets, config, generator)
+    def __init__(
+        self,
+        targets: torch.Tensor,
+        config: ObjectiveConfig,
+        generator: torch.Generator,
+        device: torch.device | str = "cpu",
+    ):
+        super().__init__(targets, config, generator, device)
         if len(self.targets) < 2:
             raise TargetError("the energy objective needs at least 2 target images, got 1")
         self._refresh_targets()
@@ -506,7 +543,7 @@ class EnergyObjective(Objective):
     def rewards(self, fake: torch.Tensor) -> torch.Tensor:
         d_xx, d_xy = self._distances(fake)
         spread = d_xx.sum(dim=1) / (len(d_xx) - 1)
-        return (spread - d_xy.mean(dim=1)).float()
+        return (spread - d_xy.mean(dim=1)).float().cpu()
 
     def _state(self) -> dict[str, Any]:
         return {}
@@ -519,6 +556,17 @@ def _mean_off_diagonal(matrix: torch.Tensor) -> torch.Tensor:
     """Mean of a square matrix without its diagonal (the unbiased mean of pairwise terms)."""
     n = len(matrix)
     return (matrix.sum() - matrix.diagonal().sum()) / (n * (n - 1))
+
+
+def _to_cpu(state: Any) -> Any:
+    """``state`` with every tensor in it on the CPU (CPU tensors are kept as they are, not copied)."""
+    if isinstance(state, torch.Tensor):
+        return state.cpu()
+    if isinstance(state, Mapping):
+        return type(state)((key, _to_cpu(value)) for key, value in state.items())
+    if isinstance(state, list | tuple):
+        return type(state)(_to_cpu(value) for value in state)
+    return state
 
 
 def _frames(images: torch.Tensor) -> int:
@@ -536,8 +584,15 @@ OBJECTIVES: dict[str, type[Objective]] = {
 }
 
 
-def make_objective(name: str, targets: torch.Tensor, config: ObjectiveConfig, generator: torch.Generator) -> Objective:
-    """The objective called ``name`` (a key of :data:`OBJECTIVES`); ConfigError on an unknown name."""
+def make_objective(
+    name: str,
+    targets: torch.Tensor,
+    config: ObjectiveConfig,
+    generator: torch.Generator,
+    device: torch.device | str = "cpu",
+) -> Objective:
+    """The objective called ``name`` (a key of :data:`OBJECTIVES`) working on ``device``; ConfigError on an
+    unknown name."""
     if name not in OBJECTIVES:
         raise ConfigError(f"unknown objective {name!r}; expected one of {sorted(OBJECTIVES)}")
-    return OBJECTIVES[name](targets, config, generator)
+    return OBJECTIVES[name](targets, config, generator, device)

@@ -32,6 +32,7 @@ from .distributions import ParameterSpace, Value
 from .errors import ConfigError, SceneFitError, TargetError, TrainingError, cut, quote
 from .estimators import EstimatorConfig, ScoreFunctionEstimator
 from .objectives import OBJECTIVES, Objective, ObjectiveConfig, make_objective
+from .presets import DEVICES
 
 CHECKPOINT_FORMAT = "scenefit-optimizer"
 CHECKPOINT_VERSION = 2
@@ -87,6 +88,9 @@ class OptimizerConfig:
     coarse_half_life: steps in which the coarse-to-fine blur halves.
     objective_options: the other :class:`ObjectiveConfig` fields (reward, base_width, gp_weight, mmd_bandwidths,
     input_blur).
+    device: where the objective works — "auto" (CUDA when torch has a GPU, else the CPU), "cpu" or "cuda". The
+    parameter space and the score-function step always stay on the CPU (a few numbers). It is where this run
+    works, not what it learns: a checkpoint resumes on any device (:func:`read_checkpoint`).
     """
 
     objective: str = "adversarial"
@@ -106,6 +110,7 @@ class OptimizerConfig:
     coarse_to_fine: float | None = None
     coarse_half_life: float = 20.0
     objective_options: dict[str, Any] = field(default_factory=dict)
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -152,6 +157,20 @@ class OptimizerConfig:
         if clash:
             raise ConfigError(f"objective_options may not set {clash}: use d_lr, d_betas and feature_extractor instead")
         self.objective_config()  # validates objective_options (ConfigError naming the field)
+        if self.device not in DEVICES:
+            raise ConfigError(f"device must be one of {DEVICES}, got {self.device!r}")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(
+                "device 'cuda' was asked for, but this torch has no CUDA GPU "
+                f"(torch {torch.__version__}, built {'without' if torch.version.cuda is None else 'with'} CUDA); "
+                "use device 'auto' or 'cpu'"
+            )
+
+    def torch_device(self) -> torch.device:
+        """The device that :attr:`device` names on this machine ("auto": CUDA when torch has it)."""
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
 
     def objective_config(self) -> ObjectiveConfig:
         own: dict[str, Any] = {"lr": self.d_lr, "betas": self.d_betas}
@@ -260,6 +279,11 @@ class OptimizerConfig:
             if name in values and isinstance(values[name], list):
                 values[name] = tuple(values[name])
         return cls(**values)
+
+
+def _learning_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Optimizer settings as a dict without ``device``: a run resumed on another device learns the same way."""
+    return {key: value for key, value in config.items() if key != "device"}
 
 
 def _flat(space: ParameterSpace) -> torch.Tensor:
@@ -373,8 +397,14 @@ class AskTellOptimizer:
         self.image_shape: tuple[int, ...] = tuple(targets.shape[1:])
         seeds = np.random.SeedSequence(config.seed).generate_state(2, dtype=np.uint64)
         self._sample_rng = torch.Generator().manual_seed(int(seeds[0]))
+        # Resolved once: the objective's tensors live there for the whole run.
+        self.device = config.torch_device()
         self.objective: Objective = make_objective(
-            config.objective, target_tensor, config.objective_config(), torch.Generator().manual_seed(int(seeds[1]))
+            config.objective,
+            target_tensor,
+            config.objective_config(),
+            torch.Generator().manual_seed(int(seeds[1])),
+            self.device,
         )
         self.estimator = ScoreFunctionEstimator(config.estimator)
         params = space.learnable()
@@ -686,7 +716,7 @@ class AskTellOptimizer:
                 f"the state was saved for images of shape {tuple(state['image_shape'])}, "
                 f"the targets have {self.image_shape}"
             )
-        if json.loads(state["config"]) != json.loads(json.dumps(self.config.to_dict())):
+        if _learning_settings(json.loads(state["config"])) != _learning_settings(self.config.to_dict()):
             raise ConfigError("the state was saved with different optimizer settings")
         # A private copy: Adam adopts loaded tensors as they are and would later step them in place.
         state = copy.deepcopy(dict(state))
@@ -729,15 +759,17 @@ class AskTellOptimizer:
             raise
 
     @classmethod
-    def load_checkpoint(cls, path: str | Path, targets: np.ndarray) -> AskTellOptimizer:
-        """An optimizer resumed from :meth:`save_checkpoint` (``torch.load(weights_only=True)``): the next step
-        is exactly the one the saved optimizer would have taken. ``targets`` must be the same images."""
-        return cls.from_checkpoint(read_checkpoint(path), targets)
+    def load_checkpoint(cls, path: str | Path, targets: np.ndarray, device: str = "auto") -> AskTellOptimizer:
+        """An optimizer resumed from :meth:`save_checkpoint` (``torch.load(weights_only=True)``) on ``device``
+        (an :attr:`OptimizerConfig.device`): on the CPU the next step is exactly the one the saved optimizer would
+        have taken; on a GPU, or across devices, it is up to rounding (TF32 convolutions, cuDNN's nondeterministic
+        kernels). ``targets`` must be the same images."""
+        return cls.from_checkpoint(read_checkpoint(path), targets, device)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: Checkpoint, targets: np.ndarray) -> AskTellOptimizer:
-        """An optimizer resumed from a checkpoint already read with :func:`read_checkpoint`."""
-        optimizer = cls(checkpoint.space, targets, checkpoint.config)
+    def from_checkpoint(cls, checkpoint: Checkpoint, targets: np.ndarray, device: str = "auto") -> AskTellOptimizer:
+        """An optimizer resumed on ``device`` from a checkpoint already read with :func:`read_checkpoint`."""
+        optimizer = cls(checkpoint.space, targets, checkpoint.config.replace(device=device))
         try:
             optimizer.load_state_dict(checkpoint.state)
         except ConfigError as error:
@@ -748,7 +780,8 @@ class AskTellOptimizer:
 @dataclass(frozen=True)
 class Checkpoint:
     """A checkpoint file read and checked by :func:`read_checkpoint`: its raw state, the optimizer settings and the
-    parameter space it was saved with, and the image shape (H, W, C) or clip shape (T, H, W, C) it learned on."""
+    parameter space it was saved with, and the image shape (H, W, C) or clip shape (T, H, W, C) it learned on.
+    The settings' ``device`` is "auto", not the saved one: the device is the resuming machine's choice."""
 
     path: Path
     state: Mapping[str, Any]
@@ -768,7 +801,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     if not path.is_file():
         raise ConfigError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, weights_only=True)
+        # Everything is saved on the CPU; map_location only makes sure a GPU tensor cannot stop a CPU-only resume.
+        state = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as error:
         raise ConfigError(f"checkpoint {path} is not a SceneFit optimizer checkpoint: {cut(str(error))}") from None
     if not isinstance(state, Mapping) or state.get("format") != CHECKPOINT_FORMAT:
@@ -798,7 +832,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
             raise ConfigError(f"image_shape must be positive integers, got {quote(shape)}")
         if not isinstance(parsed["config"], Mapping):
             raise ConfigError("its config is not a mapping")
-        config = OptimizerConfig.from_dict(parsed["config"])
+        config = OptimizerConfig.from_dict(_learning_settings(parsed["config"]))
         space = ParameterSpace.from_dict(parsed["space_structure"])
     except (SceneFitError, TypeError, ValueError) as error:
         raise ConfigError(f"checkpoint {path} cannot be used: {cut(str(error))}") from None

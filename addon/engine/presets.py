@@ -48,6 +48,7 @@ PRESET_DIR = Path(__file__).resolve().parents[2] / "presets"
 # The names the run settings accept; tests check them against the Blender layer's enums and the engine's names.
 OBJECTIVES = ("energy", "adversarial", "wgan-gp", "mmd")
 BASELINES = ("ema", "loo", "none")
+DEVICES = ("auto", "cpu", "cuda")
 RENDER_ENGINES = ("CYCLES", "BLENDER_WORKBENCH", "BLENDER_EEVEE_NEXT")
 PRIMITIVES = ("cube", "uv_sphere", "ico_sphere", "cone", "cylinder")
 YAW_MESHES = ("car", "monkey", "cone", "cube")
