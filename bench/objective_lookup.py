@@ -127,8 +127,11 @@ def main(argv: list[str] | None = None) -> int:
             case, grids, images, targets = lookup_table(
                 bpy, targets_module, ind, name, Path(folder) / name, count, size, grid_step
             )
-            print(f"\n{name}: {images.shape[:-3]} grid renders + {len(targets)} targets in "
-                  f"{time.perf_counter() - started:.0f} s", flush=True)
+            print(
+                f"\n{name}: {images.shape[:-3]} grid renders + {len(targets)} targets in "
+                f"{time.perf_counter() - started:.0f} s",
+                flush=True,
+            )
             for config_name, overrides in args.configs.items():
                 runs = []
                 for seed in range(args.seeds):

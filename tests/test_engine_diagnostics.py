@@ -62,7 +62,9 @@ def test_a_discriminator_that_wins_a_whole_window_stops_training_until_the_gap_c
     targets = np.zeros((8, size, size, 3), np.float32)
     targets[:, : size // 2] = 1.0  # half white: no arrow looks like this
     space = ParameterSpace({"yaw": Normal(0.0, 0.3)})
-    optimizer = AskTellOptimizer(space, targets, OptimizerConfig.default(objective="adversarial", batch_size=4, d_lr=2e-3))
+    optimizer = AskTellOptimizer(
+        space, targets, OptimizerConfig.default(objective="adversarial", batch_size=4, d_lr=2e-3)
+    )
     for _ in range(WINDOW + 10):
         samples = optimizer.ask()
         optimizer.tell([s.id for s in samples], [synthetic.arrow(s.values, size) for s in samples])
