@@ -58,6 +58,7 @@ def test_batch_prints_every_setting_then_runs_the_objective_given(scenefit, file
         ("resolution", "32×32, RGB"),
         ("rendered at", "32×32, then resized like the targets"),  # the targets are 32×32 too
         ("objective", "adversarial"),
+        ("device", f"{optimizer.OptimizerConfig(device='auto').torch_device().type} (auto)"),
         ("baseline", baseline),
         ("steps", "2"),
         ("batch size", "8"),

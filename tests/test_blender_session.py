@@ -202,7 +202,7 @@ def test_settings_on_the_scene_make_a_run_config(blender, scene, tmp_path):
     assert config.specs[2].distribution == {"kind": "bernoulli", "p": 0.25, "fixed": True}
     assert (config.steps, config.batch_size, config.seed, config.resolution) == (7, 8, 5, (48, 32))
     assert (config.engine, config.samples) == ("CYCLES", 3)
-    assert config.optimizer == {"objective": "mmd", "estimator": {"baseline": "ema"}}
+    assert config.optimizer == {"objective": "mmd", "estimator": {"baseline": "ema"}, "device": "auto"}
     assert blender.session.RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     with pytest.raises(AttributeError):  # learned values are read-only: they come from the custom property
         yaw.learned = "{}"
