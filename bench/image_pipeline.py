@@ -90,6 +90,8 @@ def main() -> int:
 
     torch.set_num_threads(1)
     render = common.module(ext, "addon.blender.render")
+    sampler = common.module(ext, "addon.blender.sampler")
+    session = common.module(ext, "addon.blender.session")
     targets_module = common.module(ext, "addon.blender.targets")
     bpy.ops.wm.read_homefile(use_empty=True)
     scene = cube_scene(bpy)
@@ -100,18 +102,14 @@ def main() -> int:
     cube_targets(bpy, scene, folder, count, seed=0)
     targets, _ = targets_module.load_targets(folder, TRAINING, 3)
 
-    cube = bpy.data.objects["Cube"]
+    yaw = sampler.bind([session.SpecConfig("yaw", "OBJECT", "Cube", "rotation_euler[2]", {"kind": "normal"})])
     rng = np.random.default_rng(1)
     figures: dict[str, list[float]] = {}
     rows = []
     for name, (render_size, samples, blur) in WAYS.items():
         settings = render.RenderSettings(TRAINING, "CYCLES", samples, render_size=render_size)
-        renders = []
-        with render.RenderOverride(scene, settings) as renderer:
-            for _ in range(count):
-                cube.rotation_euler[2] = math.radians(rng.normal(*TRUTH_DEG))
-                renders.append(renderer.render())
-        cube.rotation_euler[2] = 0.0
+        with sampler.Sampler(scene, yaw, settings) as rendering:
+            renders = [rendering.render(i, {"yaw": math.radians(rng.normal(*TRUTH_DEG))}) for i in range(count)]
         figures[name] = [gap(targets, np.stack(renders), blur, steps, seed) for seed in range(seeds)]
         rows.append([name, *(f"{g:.3f}" for g in figures[name]), f"{common.median(figures[name]):.3f}"])
         print(f"{name}: held-out D(real) − D(sim) {figures[name]}", flush=True)

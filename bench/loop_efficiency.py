@@ -3,7 +3,8 @@
 The scene is the demo's supershape (presets/supershape_density.json) at 64×64. For each engine (Cycles with 8
 samples; Workbench with the demo preset's anti-aliasing, AA off) the two loops alternate, ``--repeats`` times:
 
-* bare: apply a sample to the scene (``rna.assign``, as a run does) and render it to an array, nothing else;
+* bare: a sampler (``sampler.Sampler``, what a run renders through) applies a sample and renders it to an array,
+  nothing else;
 * full: a SceneFit run through the real path — ``Session.start()``, then ``Session.step()`` until it has rendered
   as many images — default optimizer settings and batch size, the training thread learning while the main
   thread renders. It is the start of a long run (64 times longer, so report snapshots come as rarely as in one),
@@ -82,7 +83,7 @@ class Bench:
     def __init__(self, workdir: Path, size: int, targets: int) -> None:
         self.ext = common.blender()
         self.render = common.module(self.ext, "addon.blender.render")
-        self.rna = common.module(self.ext, "addon.blender.rna")
+        self.sampler = common.module(self.ext, "addon.blender.sampler")
         self.session = common.module(self.ext, "addon.blender.session")
         self.scene, self.preset = common.build_supershape_scene(self.ext)
         self.base = self.session.RunConfig.from_scene(self.scene)
@@ -114,30 +115,22 @@ class Bench:
         import numpy as np
 
         timers = Timers()
-        bound = [self.rna.resolve(s.label, s.id_type, s.id_name, s.data_path) for s in config.specs]
-        start = [(s.distribution["mu"], s.distribution["sigma"]) for s in config.specs]
+        start = {s.label: (s.distribution["mu"], s.distribution["sigma"]) for s in config.specs}
         rng = np.random.default_rng(0)
-        saved = self.rna.snapshot(bound)
         settings = self.render.RenderSettings(config.resolution, config.engine, config.samples, config.channels)
-        try:
+        sampler = self.sampler.Sampler(self.scene, self.sampler.bind(config.specs), settings)
+        with sampler, patched(self.render, "read_tga", timers.wrap("read back", self.render.read_tga)):
+            sampler.render(-1, {})  # first render: engine start-up, not the loop
             with (
-                self.render.RenderOverride(self.scene, settings) as renderer,
-                patched(self.render, "read_tga", timers.wrap("read back", self.render.read_tga)),
+                patched(sampler, "apply", timers.wrap("apply", sampler.apply)),
+                patched(sampler.renderer, "render", timers.wrap("render", sampler.renderer.render)),
             ):
-                renderer.render()  # first render: engine start-up, not the loop
-                render = timers.wrap("render", renderer.render)
                 started, cpu = time.perf_counter(), time.process_time()
-                for _ in range(images):
-                    applied = time.perf_counter()
-                    self.rna.assign(
-                        (prop, float(rng.lognormal(mu, sigma))) for prop, (mu, sigma) in zip(bound, start, strict=True)
-                    )
-                    timers.seconds["apply"] += time.perf_counter() - applied
-                    render()
+                for i in range(images):
+                    values = {label: float(rng.lognormal(mu, sigma)) for label, (mu, sigma) in start.items()}
+                    sampler.render(i, values)
                 elapsed = time.perf_counter() - started
-                timers.process_cpu = time.process_time() - cpu
-        finally:
-            self.rna.restore(saved)
+            timers.process_cpu = time.process_time() - cpu
         timers.seconds["render"] -= timers.seconds["read back"]
         return images / elapsed, timers
 
@@ -151,8 +144,8 @@ class Bench:
         thread = session._thread
         with (
             patched(self.render, "read_tga", timers.wrap("read back", self.render.read_tga)),
-            patched(session._renderer, "render", timers.wrap("render", session._renderer.render)),
-            patched(session, "_apply", timers.wrap("apply", session._apply)),
+            patched(session.sampler.renderer, "render", timers.wrap("render", session.sampler.renderer.render)),
+            patched(session.sampler, "apply", timers.wrap("apply", session.sampler.apply)),
             patched(thread, "wait_idle", timers.wrap("waiting for training", thread.wait_idle)),
             patched(thread, "submit", timers.wrap("submit", thread.submit)),
             patched(optimizer, "ask", timers.wrap("ask", optimizer.ask)),
@@ -161,7 +154,7 @@ class Bench:
             patched(optimizer, "tell", timers.wrap("training thread: tell", optimizer.tell)),
         ):
             # Warm-up: the first render of a session starts the engine (the bare loop discards one as well).
-            session._renderer.render()
+            session.sampler.render(-1, {})
             started, cpu = time.perf_counter(), time.process_time()
             if profile is not None:
                 profile.enable()

@@ -385,7 +385,7 @@ def run_scenefit(
     applied: list[tuple[Any, ...]] = []
     started = time.perf_counter()
     session.start()
-    batch, apply = session.report.batch, session._apply
+    batch, apply = session.report.batch, session.sampler.apply
 
     def apply_spy(values: Mapping[str, Any]) -> None:  # the values of the sample about to be rendered
         applied.append(tuple(values[label] for label in case.labels))
@@ -397,7 +397,7 @@ def run_scenefit(
         distinct.append((len(rendered), len(set(applied[-len(images) :]))))
         return batch(index, images, renders)
 
-    session._apply, session.report.batch = apply_spy, batch_spy
+    session.sampler.apply, session.report.batch = apply_spy, batch_spy
     while session.step():  # the bpy module has no event loop: timers never fire
         pass
     return Outcome(
@@ -455,19 +455,14 @@ def pipeline_gap(
 def _probe_session(
     session_module: Any, case: Case, targets: Path, output_dir: Path, resolution: tuple[int, int] = TRAINING_SIZE
 ) -> Iterator[Callable[[Mapping[str, Any]], np.ndarray]]:
-    """A started Session (its render override in place); yields render(values) → SceneFit's training render of
-    those scene values, through its own value assignment. Stopped (and the scene restored) on exit."""
+    """A started Session (its sampler rendering); yields render(values) → SceneFit's training render of those scene
+    values, through the run's own sampler. Stopped (and the scene restored) on exit."""
     config = run_config(session_module, case, targets, output_dir, 1, 2, 0, resolution)
     session = session_module.Session(case.scene, config)
     session.start()
 
     def render(values: Mapping[str, Any]) -> np.ndarray:
-        engine = {}
-        for label, value in values.items():  # a categorical's sample is the index of its choice
-            choices = session.parameters[label].choices
-            engine[label] = choices.index(value) if choices is not None else value
-        session._apply(engine)
-        return session._renderer.render()
+        return session.sampler.render(0, values)
 
     try:
         yield render

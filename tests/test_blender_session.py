@@ -464,7 +464,8 @@ def test_enum_bool_and_int_properties_in_a_run(blender, scene, targets_dir, tmp_
     before = scene_state(bpy, scene)
     seen = {"light": set(), "hidden": set(), "bevel": set()}
     session = blender.session.Session(scene, yaw_config(blender, targets_dir, tmp_path / "out", specs=specs, steps=2))
-    apply = session._apply
+    session.start()
+    apply = session.sampler.apply
 
     def spy(values):
         apply(values)
@@ -472,8 +473,9 @@ def test_enum_bool_and_int_properties_in_a_run(blender, scene, targets_dir, tmp_
         seen["hidden"].add(cube.hide_render)
         seen["bevel"].add(cube["bevel"])
 
-    session._apply = spy
-    run(session)
+    session.sampler.apply = spy
+    while session.step():
+        pass
     result = _ended_cleanly(bpy, scene, before, session, "finished")
     assert seen["light"] == {"STUDIO", "FLAT"} and seen["hidden"] == {True, False}
     assert all(isinstance(v, int) for v in seen["bevel"]) and len(seen["bevel"]) > 2

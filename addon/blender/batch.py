@@ -27,10 +27,10 @@ import bpy
 from ..engine import diagnostics
 from ..engine.errors import ConfigError, SceneFitError, cut, quote
 from ..engine.presets import DEVICES, OBJECTIVES
-from . import rna
 from .clip_targets import save_clip
-from .clips import ClipRenderer, ClipSettings
-from .render import ENGINES, RenderOverride, RenderSettings
+from .clips import ClipSettings
+from .render import ENGINES, RenderSettings
+from .sampler import Sampler, bind
 from .session import RunConfig, Session, check_output_folder, engine_distribution
 from .targets import save_image
 
@@ -354,7 +354,7 @@ def render_truth_targets(
     from ..engine.distributions import distribution_from_dict
 
     folder.mkdir(parents=True, exist_ok=True)
-    bound = {s.label: rna.resolve(s.label, s.id_type, s.id_name, s.data_path) for s in config.specs}
+    bound = bind(config.specs)
     draws = {}
     generator = torch.Generator().manual_seed(targets["seed"])
     for label, distribution in truth.items():
@@ -362,20 +362,15 @@ def render_truth_targets(
         decoded = distribution_from_dict(engine)
         values = [decoded.decode(float(x)) for x in decoded.sample(targets["count"], generator)]
         draws[label] = [choices[int(v)] for v in values] if choices is not None else values
-    saved = rna.snapshot(list(bound.values()))
     settings = RenderSettings(config.resolution, config.engine, config.samples, config.channels)
     clip = ClipSettings.from_dict(config.clips) if config.clips is not None else None
-    renderer = RenderOverride(scene, settings) if clip is None else ClipRenderer(scene, settings, clip, bound.values())
-    try:
-        with renderer:
-            for i in range(targets["count"]):
-                rna.assign((bound[label], values[i]) for label, values in draws.items())
-                if clip is None:
-                    save_image(renderer.render(), folder / f"target_{i:04d}.png")
-                else:
-                    save_clip(renderer.render(), folder / f"target_{i:04d}")
-    finally:
-        rna.restore(saved)
+    with Sampler(scene, bound, settings, clip) as sampler:
+        for i in range(targets["count"]):
+            image = sampler.render(i, {label: values[i] for label, values in draws.items()})
+            if clip is None:
+                save_image(image, folder / f"target_{i:04d}.png")
+            else:
+                save_clip(image, folder / f"target_{i:04d}")
 
 
 def settings_lines(config: RunConfig, session: Session) -> list[str]:

@@ -10,9 +10,8 @@ same data set. Output folder layout::
     labels.csv                 image, sample, one column per label (scene values: numbers, booleans, enum items)
     labels.json                the same rows plus the distribution, seed, source and render settings
 
-Every value is applied through :mod:`rna` (snapshot first, exact restore afterwards, whatever happens) and every
-image is rendered by :mod:`render` with the run's settings, so re-applying a row's values and rendering gives that
-row's image again.
+Every image is rendered by a :class:`sampler.Sampler` with the run's settings (snapshot first, exact restore
+afterwards, whatever happens), so re-applying a row's values and rendering gives that row's image again.
 """
 
 from __future__ import annotations
@@ -32,9 +31,10 @@ from ..engine.errors import ConfigError, SceneFitError, SpecError
 from ..engine.presets import PRESET_DIR, load_preset, preset_titles
 from . import preferences, rna
 from .clip_targets import save_clip
-from .clips import ClipRenderer, ClipSettings
+from .clips import ClipSettings
 from .properties import WRITEBACK_KEY
-from .render import RenderOverride, RenderSettings, probe_values
+from .render import RenderSettings, probe_values
+from .sampler import Sampler, bind
 from .session import RunConfig, SpecConfig, engine_distribution
 from .targets import save_image
 
@@ -159,48 +159,39 @@ class DatasetGenerator:
         self.overwrite = overwrite
         self.clip = clip  # clip mode: each "image" is a clip, written as a sub-folder of frames (clip_targets)
         self.rows: list[dict[str, Any]] = []
-        self._bound: dict[str, rna.BoundProperty] = {}
         self._draws: list[dict[str, Any]] = []
         self._space: dict[str, dict[str, Any]] = {}
-        self._saved: list[tuple[rna.BoundProperty, rna.Value]] = []
-        self._renderer: RenderOverride | None = None
+        self._sampler: Sampler | None = None
         self._started_at = 0.0
         self._seconds = 0.0
 
     @property
     def running(self) -> bool:
-        return self._renderer is not None
+        return self._sampler is not None
 
     def start(self) -> None:
         """Resolve the specs, sample every image's values and prepare the folder (raising before anything in the
-        scene changes), then snapshot the random properties and override the render settings."""
+        scene changes), then start rendering: the random properties snapshotted, the render settings overridden."""
         unknown = sorted(set(self.distributions) - {spec.label for spec in self.specs})
         if unknown:
             raise ConfigError(
                 f"the {self.source} distribution names {unknown}, which are not among the scene's random properties "
                 f"{[spec.label for spec in self.specs]}"
             )
+        bound = bind(self.specs)
         engine_space, choices = {}, {}
-        for spec in self.specs:
-            bound = rna.resolve(spec.label, spec.id_type, spec.id_name, spec.data_path)
-            engine_space[spec.label], choices[spec.label] = engine_distribution(
-                bound, self.distributions.get(spec.label, spec.distribution)
+        for spec, (label, prop) in zip(self.specs, bound.items(), strict=True):
+            engine_space[label], choices[label] = engine_distribution(
+                prop, self.distributions.get(label, spec.distribution)
             )
-            self._bound[spec.label] = bound
         self._draws = self._sample(engine_space, choices)
+        sampler = Sampler(self.scene, bound, self.settings, self.clip)
         # Every sampled property must change the pictures, or its labels would describe identical images.
-        probes = {
-            label: (bound, probe_values(engine_space[label], choices[label])) for label, bound in self._bound.items()
-        }
-        if self.clip is None:
-            renderer = RenderOverride(self.scene, self.settings, probes)
-        else:
-            renderer = ClipRenderer(self.scene, self.settings, self.clip, self._bound.values(), probes)
-        renderer.check()
+        sampler.probe(
+            {label: (prop, probe_values(engine_space[label], choices[label])) for label, prop in bound.items()}
+        )
         self._prepare_folder()
-        self._saved = rna.snapshot(list(self._bound.values()))
-        renderer.__enter__()
-        self._renderer = renderer
+        self._sampler = sampler.__enter__()
         self._started_at = time.perf_counter()
 
     def step(self) -> bool:
@@ -210,13 +201,13 @@ class DatasetGenerator:
         try:
             index = len(self.rows)
             values = self._draws[index]
-            rna.assign((self._bound[label], value) for label, value in values.items())
+            rendered = self._sampler.render(index, values)
             if self.clip is None:
                 image = f"{IMAGES}/{index:05d}.png"
-                save_image(self._renderer.render(), self.folder / image)
+                save_image(rendered, self.folder / image)
             else:
                 image = f"{IMAGES}/{index:05d}"
-                save_clip(self._renderer.render(), self.folder / image)
+                save_clip(rendered, self.folder / image)
             self.rows.append({"image": image, "sample": index, "values": values})
         except BaseException:
             self.stop()
@@ -294,12 +285,11 @@ class DatasetGenerator:
             raise ConfigError(f"cannot prepare the data set folder {self.folder}: {error.strerror}") from None
 
     def _restore(self) -> list[str]:
-        if self._renderer is None:
+        if self._sampler is None:
             return []
         self._seconds = time.perf_counter() - self._started_at
-        problems = rna.restore(self._saved)
-        problems += self._renderer.restore()
-        self._renderer = None
+        problems = self._sampler.restore()
+        self._sampler = None
         return problems
 
     def _write_labels(self) -> None:

@@ -311,7 +311,8 @@ def scene_output_size(scene: bpy.types.Scene) -> tuple[int, int]:
 
 
 def render_to_array(scene: bpy.types.Scene, settings: RenderSettings) -> np.ndarray:
-    """One render with the settings overridden for just this call (a run keeps one :class:`RenderOverride`)."""
+    """One render with the settings overridden for just this call (a run's sampler keeps one
+    :class:`RenderOverride`)."""
     with RenderOverride(scene, settings) as renderer:
         return renderer.render()
 

@@ -35,9 +35,10 @@ from ..engine.errors import (
 from ..engine.images import render_size
 from . import clips, preferences, rna, writeback
 from .clip_targets import load_clip_targets
-from .properties import MAX_LABEL, spec_label
-from .render import ENGINES, RenderOverride, RenderSettings, learned_probes, scene_output_size
+from .properties import spec_label
+from .render import ENGINES, RenderSettings, learned_probes, scene_output_size
 from .report import RunReport
+from .sampler import Sampler, bind
 from .targets import TargetReport, load_targets
 
 # How often result.json is rewritten during a run at most (custom properties follow every parameter step).
@@ -372,10 +373,8 @@ class Session:
         self.renders = 0
         self.warnings: list[str] = []  # said once each, in the panel, the batch log and result.json
         self.render_settings: RenderSettings | None = None  # what training renders are made with, once started
+        self.sampler: Sampler | None = None  # renders the run's samples, once started
         self._thread: Any = None
-        self._renderer: RenderOverride | None = None
-        self._saved: list[tuple[rna.BoundProperty, rna.Value]] = []
-        self._suspended: tuple[list[tuple[rna.BoundProperty, rna.Value]], list[tuple[Any, str, Any]]] | None = None
         self._batch: list[Any] = []
         self._images: list[Any] = []
         self._rendered: tuple[list[int], list[Any]] | None = None  # a rendered batch waiting to go to training
@@ -400,14 +399,8 @@ class Session:
         self.parameters, engine_space = self._bind_specs()
         settings = RenderSettings(config.resolution, config.engine, config.samples, config.channels)
         clip = clips.ClipSettings.from_dict(config.clips) if config.clips is not None else None
-        touched = [p.bound for p in self.parameters.values()]
-
-        def renderer_for(settings: RenderSettings, probes: Mapping[str, Any] | None = None) -> RenderOverride:
-            if clip is None:
-                return RenderOverride(self.scene, settings, probes)
-            return clips.ClipRenderer(self.scene, settings, clip, touched, probes)
-
-        renderer_for(settings).check()
+        bound = {label: parameter.bound for label, parameter in self.parameters.items()}
+        Sampler(self.scene, bound, settings, clip).check()
         if not config.output_dir:
             raise ConfigError("no output folder given for result.json and the checkpoint")
         self._check_output_folder()
@@ -419,12 +412,11 @@ class Session:
             fps = clips.scene_fps(self.scene)
             size, channels = config.resolution, config.channels
             targets, self.target_report = load_clip_targets(config.targets, clip, fps, size, channels)
-        renderer = renderer_for(settings)
-        renderer.check()
+        sampler = Sampler(self.scene, bound, settings, clip)
+        sampler.check()
         # Every learned property must change the picture: rendered across its range (and put back) before
         # anything is written or learned.
-        with renderer_for(settings, learned_probes(self.parameters, engine_space)):
-            pass
+        sampler.probe(learned_probes(self.parameters, engine_space))
         self.render_settings = settings
         self.optimizer = self._make_optimizer(engine_space, targets, checkpoint)
         self._prepare_output_folder()
@@ -434,10 +426,9 @@ class Session:
 
         from ..engine.training import TrainingThread
 
-        self._saved = rna.snapshot([p.bound for p in self.parameters.values()])
         try:  # from here on the scene changes: whatever is raised, it is put back first
-            self._renderer = renderer
-            renderer.__enter__()
+            self.sampler = sampler
+            sampler.__enter__()
             self._thread = TrainingThread(self.optimizer)
             self._thread.start()
             self._reported = len(self.optimizer.history)  # a resumed run reports only its own steps
@@ -488,22 +479,13 @@ class Session:
     def suspend(self) -> None:
         """Put the user's values and render settings back for a moment, e.g. while the .blend is saved mid-run (the
         file then holds them, not a sample); :meth:`resume` re-applies the run's values."""
-        if self.status != "running" or self._suspended is not None:
-            return
-        current = rna.snapshot([bound for bound, _ in self._saved])
-        overridden = [(owner, name, getattr(owner, name)) for owner, name, _ in self._renderer.saved]
-        rna.restore(self._saved)
-        _set_all(self._renderer.saved)
-        self._suspended = (current, overridden)
+        if self.status == "running":
+            self.sampler.suspend()
 
     def resume(self) -> None:
         """Undo :meth:`suspend`: the sample and the training render settings are back."""
-        if self._suspended is None:
-            return
-        current, overridden = self._suspended
-        self._suspended = None
-        _set_all(overridden)
-        rna.restore(current)
+        if self.sampler is not None:
+            self.sampler.resume()
 
     @property
     def result_path(self) -> Path | None:
@@ -520,18 +502,7 @@ class Session:
             raise ConfigError("no random properties: add at least one property to learn")
         parameters: dict[str, writeback.Parameter] = {}
         engine_space: dict[str, dict[str, Any]] = {}
-        seen: dict[tuple[int, str], str] = {}
-        for spec in self.config.specs:
-            label = spec.label.strip()
-            if not label or len(label) > MAX_LABEL:
-                raise SpecError(f"spec label {quote(spec.label)} must be 1–{MAX_LABEL} characters")
-            if label in parameters:
-                raise SpecError(f"two specs are labelled {quote(label)}; labels must be unique")
-            bound = rna.resolve(label, spec.id_type, spec.id_name, spec.data_path)
-            key = (bound.owner.as_pointer(), bound.data_path)
-            if key in seen:
-                raise SpecError(f"{bound.culprit}: the same property is already randomized by {seen[key]!r}")
-            seen[key] = label
+        for spec, (label, bound) in zip(self.config.specs, bind(self.config.specs).items(), strict=True):
             engine, choices = engine_distribution(bound, spec.distribution)
             parameters[label] = writeback.Parameter(bound, str(engine.get("kind")), choices)
             engine_space[label] = engine
@@ -656,8 +627,7 @@ class Session:
                     self._publish()
                     return idle
             sample = self._batch[len(self._images)]
-            self._apply(sample.values)
-            self._images.append(self._renderer.render())
+            self._images.append(self.sampler.render(sample.id, self._scene_values(sample.values)))
             self.renders += 1
             if len(self._images) == len(self._batch):
                 self._rendered = ([s.id for s in self._batch], self._images)
@@ -667,16 +637,15 @@ class Session:
                 self._publish()
                 return False
 
-    def _apply(self, values: Mapping[str, Any]) -> None:
-        assignments = []
+    def _scene_values(self, values: Mapping[str, Any]) -> dict[str, rna.Value]:
+        """A sample's engine values as scene values: a categorical's index stands for one of its choices."""
+        scene_values = {}
         for label, value in values.items():
-            parameter = self.parameters[label]
             if isinstance(value, float) and not math.isfinite(value):
                 raise TrainingError(f"the engine sampled the non-finite value {value} for {label!r}; run stopped")
-            assignments.append(
-                (parameter.bound, parameter.choices[int(value)] if parameter.choices is not None else value)
-            )
-        rna.assign(assignments)
+            choices = self.parameters[label].choices
+            scene_values[label] = choices[int(value)] if choices is not None else value
+        return scene_values
 
     def _publish(self, final: bool = False) -> None:
         """Report new history entries, write back after parameter steps, checkpoint when one is due, update the
@@ -776,9 +745,8 @@ class Session:
             if self.report is not None:
                 attempt(lambda: self.report.finish(list(self.optimizer.history)))
         finally:
-            problems = rna.restore(self._saved)
-            problems += self._renderer.restore() if self._renderer else []
-            self._renderer = None
+            problems = self.sampler.restore() if self.sampler else []
+            self.sampler = None
             message = {"finished": "Finished", "stopped": "Stopped"}.get(self.status, f"Failed: {cut(str(self.error))}")
             if failures and self.error is not failures[0]:
                 message += f" — results not written: {cut(str(failures[0]))}"
@@ -807,14 +775,6 @@ class Session:
             if isinstance(value, int) and not isinstance(value, bool):
                 value = max(-MAX_INT, min(value, MAX_INT))  # the panel's counters are 32-bit
             setattr(progress, key, value)
-
-
-def _set_all(settings: list[tuple[Any, str, Any]]) -> None:
-    for owner, name, value in settings:
-        try:
-            setattr(owner, name, value)
-        except (TypeError, ValueError, AttributeError, ReferenceError):
-            pass  # a setting that cannot be set now is restored by the run's end, which reports it
 
 
 def _number(value: Any) -> float:
