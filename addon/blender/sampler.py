@@ -16,7 +16,7 @@ order; bpy is touched only on the caller's (main) thread.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import bpy
 import numpy as np
@@ -27,13 +27,20 @@ from .clips import ClipRenderer, ClipSettings
 from .properties import MAX_LABEL
 from .render import RenderOverride, RenderSettings
 
-if TYPE_CHECKING:
-    from .session import SpecConfig
-
 Probes = Mapping[str, tuple[rna.BoundProperty, Sequence[rna.Value]]]
 
 
-def bind(specs: Iterable[SpecConfig]) -> dict[str, rna.BoundProperty]:
+class PropertySpec(Protocol):
+    """What :func:`bind` reads of a spec: ``session.SpecConfig`` is one (not imported: the session uses this
+    module)."""
+
+    label: str
+    id_type: str
+    id_name: str
+    data_path: str
+
+
+def bind(specs: Iterable[PropertySpec]) -> dict[str, rna.BoundProperty]:
     """label → the scene property each spec randomizes (labels stripped), in the specs' order. :class:`SpecError`
     names a label that is empty, too long or repeated, a spec that does not resolve, or a property that two specs
     randomize; nothing in the scene changes."""
