@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     parse = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parse.add_argument("--scenes", default=",".join(ind.SCENES), help="comma-separated: " + ",".join(ind.SCENES))
     parse.add_argument("--seeds", type=int, default=5, help="fit seeds 0…N−1 per scene (default 5)")
-    parse.add_argument("--steps", type=int, default=100, help="steps per run (default 100, SceneFit's default)")
+    parse.add_argument(
+        "--steps", type=int, help="steps per run (default: SceneFit's, 100 and 50 more per further learned property)"
+    )
     parse.add_argument("--batch", type=int, default=16, help="renders per step (default 16, SceneFit's default)")
     parse.add_argument("--targets", type=int, default=ind.N_TARGETS, help="targets per scene (default 64)")
     parse.add_argument("--target-seed", type=int, default=TARGET_SEED, help="numpy seed of the truth's draws")
@@ -73,11 +75,13 @@ def main(argv: list[str] | None = None) -> int:
 
     session_module = common.module(ext, "addon.blender.session")
     targets_module = common.module(ext, "addon.blender.targets")
+    from addon.engine.presets import recommended_steps
+
     size = (args.size, args.size)
-    budget = args.steps * args.batch
     print(
         f"protocol: {args.targets} plain targets per scene (numpy seed {args.target_seed}); SceneFit defaults, "
-        f"{args.steps} steps × {args.batch} renders at {args.size}×{args.size}, the scene's engine and samples; "
+        f"{args.steps or 'SceneFit’s default'} steps × {args.batch} renders at {args.size}×{args.size}, the scene's "
+        "engine and samples; "
         f"seeds 0–{args.seeds - 1}",
         flush=True,
     )
@@ -87,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(folder)
         for name in names:
             case = ind.build(bpy, name)
+            steps = args.steps or recommended_steps(len(case.labels))
+            budget = steps * args.batch
             targets = workdir / name / "targets"
             started = time.perf_counter()
             plain = ind.render_targets(bpy, case, targets, count=args.targets, seed=args.target_seed)
@@ -108,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                     case,
                     targets,
                     workdir / name / f"run-{seed}",
-                    args.steps,
+                    steps,
                     args.batch,
                     seed,
                     size,
@@ -156,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 "plain_sensitivity": plain["sensitivity"],
                 "scenefit_sensitivity": followed,
                 "pipeline_gap": gap,
+                "budget": budget,
                 "runs": runs,
             }
             errors_column = []
@@ -194,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(common.table(rows, header))
     if args.json:
-        args.json.write_text(json.dumps({"budget": budget, "args": vars(args) | {"json": str(args.json)}, **results}))
+        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, **results}))
     return 0
 
 

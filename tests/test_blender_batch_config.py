@@ -51,7 +51,8 @@ def test_batch_prints_every_setting_then_runs_the_objective_given(scenefit, file
         name, _, value = line.strip().partition("  ")
         block.append((name.strip(), value.strip()))
     optimizer = importlib.import_module(f"{scenefit.__name__}.addon.engine.optimizer")
-    baseline = optimizer.OptimizerConfig.default().estimator.baseline  # the configuration does not set it
+    # The configuration does not set it: the default of the objective given (leave-one-out for the discriminator).
+    baseline = optimizer.OptimizerConfig.default(objective="adversarial").estimator.baseline
     assert block == [
         ("engine", "BLENDER_WORKBENCH"),
         ("samples", "1"),

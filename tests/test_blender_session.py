@@ -209,6 +209,26 @@ def test_settings_on_the_scene_make_a_run_config(blender, scene, tmp_path):
     assert bpy.data.objects["Cube"].get("scenefit") is None and yaw.learned == ""
 
 
+def test_steps_left_out_are_100_and_50_more_per_further_learned_property(blender):
+    def spec(label: str, fixed: bool = False) -> dict:
+        distribution = {"kind": "normal", "mu": 0.0, "sigma": 1.0, "fixed": fixed}
+        return {
+            "label": label,
+            "id_type": "OBJECT",
+            "id_name": "Cube",
+            "data_path": label,
+            "distribution": distribution,
+        }
+
+    steps = blender.session.RunConfig.from_dict
+    assert steps({"specs": [spec("a")]}).steps == 100
+    assert steps({"specs": [spec("a"), spec("b")]}).steps == 150
+    assert steps({"specs": [spec("a"), spec("b"), spec("c", fixed=True)]}).steps == 150  # sampled, not learned
+    assert steps({"specs": [spec("a"), spec("b")], "steps": 40}).steps == 40
+    written = steps({"specs": [spec("a"), spec("b"), spec("c")]}).to_dict()
+    assert written["steps"] == 200 and steps(written).steps == 200  # result.json records the number used
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [

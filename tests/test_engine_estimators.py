@@ -214,3 +214,48 @@ def test_leave_one_out_lowers_gradient_variance_without_bias():
         assert g.mean().item() == pytest.approx(-6.0, abs=4 * g.std().item() / math.sqrt(len(g))), kind
     # Per-sample variances in closed form: 222 without a baseline, 82 with b = E[r] = -10; LOO comes close to that.
     assert grads["loo"].var().item() < 0.6 * grads["none"].var().item()
+
+
+# --- per-property baseline ----------------------------------------------------------------------------------------
+
+
+def test_the_per_property_baseline_of_one_property_is_the_leave_one_out_baseline():
+    rewards = torch.tensor([0.3, -1.2, 2.5, 0.7, 0.1])
+    log_prob = torch.tensor([[-0.5], [-1.0], [-0.2], [-2.0], [-0.9]], requires_grad=True)
+    features = [torch.randn(5, 2, generator=torch.Generator().manual_seed(0))]
+    for normalize in (False, True):
+        per_property = ScoreFunctionEstimator(EstimatorConfig(baseline="per-property", normalize_advantages=normalize))
+        loo = ScoreFunctionEstimator(EstimatorConfig(baseline="loo", normalize_advantages=normalize))
+        assert per_property.surrogate(log_prob, rewards, torch.tensor(0.0), features) == loo.surrogate(
+            log_prob, rewards, torch.tensor(0.0)
+        )
+
+
+def test_the_per_property_baseline_needs_one_feature_block_per_property():
+    estimator = ScoreFunctionEstimator(EstimatorConfig(baseline="per-property"))
+    with pytest.raises(TrainingError, match="D feature blocks"):
+        estimator.surrogate(torch.zeros(4, 2), torch.arange(4.0), torch.tensor(0.0), [torch.zeros(4, 2)])
+
+
+def test_the_per_property_baseline_keeps_the_gradient_and_removes_what_the_other_property_explains():
+    """Two Normal properties; the reward is mostly the first's (5·z_a²) and a little the second's (0.3·z_b). The
+    gradient for the second's μ stays unbiased (its mean agrees with leave-one-out's, 0.3) and its spread over
+    batches falls to under 0.4× (0.31×: the ridge leaves a little of the first's part), since the first's draw no
+    longer adds to it."""
+    generator = torch.Generator().manual_seed(5)
+    gradients: dict[str, list[float]] = {"loo": [], "per-property": []}
+    for _ in range(3000):
+        z = torch.randn(16, 2, generator=generator)
+        rewards = 5 * z[:, 0] ** 2 + 0.3 * z[:, 1]
+        mu_b = torch.zeros((), requires_grad=True)
+        log_prob = torch.stack([-0.5 * z[:, 0] ** 2, -0.5 * (z[:, 1] - mu_b) ** 2], dim=1)  # σ = 1, x_b = z_b
+        features = [torch.stack([z[:, 0], z[:, 0] ** 2 - 1], dim=1), torch.stack([z[:, 1], z[:, 1] ** 2 - 1], dim=1)]
+        for kind, grads in gradients.items():
+            loss = ScoreFunctionEstimator(EstimatorConfig(baseline=kind)).surrogate(
+                log_prob, rewards, torch.tensor(0.0), features
+            )
+            (grad,) = torch.autograd.grad(-loss, mu_b, retain_graph=True)
+            grads.append(grad.item())
+    loo, per_property = torch.tensor(gradients["loo"]), torch.tensor(gradients["per-property"])
+    assert abs(loo.mean() - 0.3) < 0.1 and abs(per_property.mean() - 0.3) < 0.03
+    assert per_property.std() < 0.4 * loo.std()  # 0.56 against 1.79

@@ -194,8 +194,11 @@ def test_titles_list_even_broken_files_without_importing_torch(tmp_path):
 
 
 def test_accepted_names_match_the_engine():
-    from addon.engine.estimators import BASELINES
     from addon.engine.objectives import OBJECTIVES
 
     assert set(presets.OBJECTIVES) == set(OBJECTIVES)
-    assert set(presets.BASELINES) == set(BASELINES)
+
+
+def test_a_preset_without_an_estimator_gets_its_objectives_default_baseline():
+    assert presets.default_baseline("energy") == "per-property"
+    assert {presets.default_baseline(name) for name in ("adversarial", "wgan-gp", "mmd")} == {"loo"}

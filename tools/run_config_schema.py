@@ -36,7 +36,8 @@ RUN_FIELDS = {
     "gives it, or with a preset the targets are rendered from the preset's truth.",
     "output_dir": "Folder for result.json, checkpoint.pt and the report; created if missing. Empty: batch "
     "--output gives it (a run needs one).",
-    "steps": "Optimization steps of this run, one batch of renders each (a resumed run counts on from its checkpoint).",
+    "steps": "Optimization steps of this run, one batch of renders each (a resumed run counts on from its checkpoint); "
+    "left out: 100 for one learned property and 50 more for each further one.",
     "batch_size": "Renders per step (also the optimizer's batch size); at least 2.",
     "seed": "Seeds sampling and the networks' initialisation: one seed, one run.",
     "resolution": "Training image size [width, height] in pixels (4–4096); targets are cropped to its aspect "
@@ -129,9 +130,12 @@ OPTIMIZER_FIELDS = {
     "(refused without a CUDA GPU). The distribution parameters always stay on the CPU; a checkpoint resumes on "
     "any device. Batch --device overrides it.",
 }
+# Run fields whose default depends on the rest of the configuration (described, no "default" in the schema).
+RESOLVED_WHEN_LEFT_OUT = ("steps",)
 ESTIMATOR_FIELDS = {
-    "baseline": "Baseline subtracted from the rewards: 'loo' leave-one-out (mean of the other samples of the "
-    "batch), 'ema' moving average of past rewards, 'none'.",
+    "baseline": "Baseline subtracted from the rewards: 'per-property' leave-one-out, and for each property also "
+    "what the other properties' draws explain of the reward (the default), 'loo' leave-one-out (mean of the other "
+    "samples of the batch), 'ema' moving average of past rewards, 'none'.",
     "ema_init": "Starting value of the moving-average baseline; null: the first batch's mean reward.",
     "ema_new_weight": "Weight w in (0, 1] of a batch's mean in the moving average: b ← w·mean + (1 − w)·b.",
     "normalize_advantages": "Divide the advantages by their standard deviation within the batch.",
@@ -369,7 +373,7 @@ def schema(package: str) -> dict[str, Any]:
         "specs": {"type": "array", "items": {"$ref": "#/$defs/spec"}, "minItems": 1},
         "targets": {"type": "string"},
         "output_dir": {"type": "string"},
-        "steps": {"type": "integer", "minimum": 1},
+        "steps": {"type": ["integer", "null"], "minimum": 1},
         "batch_size": {"type": "integer", "minimum": 2},
         "seed": {"type": "integer", "minimum": 0},
         "resolution": {
@@ -392,7 +396,7 @@ def schema(package: str) -> dict[str, Any]:
     for name, prop in run_props.items():
         if "$ref" not in prop:
             prop["description"] = RUN_FIELDS[name]
-            if run_defaults[name] is not dataclasses.MISSING:
+            if run_defaults[name] is not dataclasses.MISSING and name not in RESOLVED_WHEN_LEFT_OUT:
                 value = run_defaults[name]
                 prop["default"] = list(value) if isinstance(value, tuple) else value
     return {

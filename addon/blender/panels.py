@@ -14,6 +14,7 @@ from typing import Any
 
 import bpy
 
+from ..engine.presets import recommended_steps
 from . import rna, run_pictures, target_check, torch_setup
 from .properties import ID_TYPE_ITEMS, spec_label
 from .run import CONTROLLER
@@ -372,6 +373,9 @@ class SCENEFIT_PT_settings(_SceneFitPanel, bpy.types.Panel):
         col.prop(settings, "device")
         col.prop(settings, "batch_size")
         col.prop(settings, "steps")
+        learned = sum(spec.learn for spec in settings.specs)
+        if settings.steps < recommended_steps(learned):
+            col.label(text=f"Recommended: {recommended_steps(learned)} steps", icon="INFO")
         col.prop(settings, "seed")
         col.separator()
         sub = col.column(align=True)

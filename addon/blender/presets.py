@@ -267,7 +267,7 @@ def _fill_spec(spec: Any, parameter: engine_presets.PresetParameter, id_name: st
 
 def _fill_settings(settings: Any, run: Mapping[str, Any]) -> None:
     settings.objective = run["objective"]
-    settings.estimator = run["estimator"]
+    settings.estimator = run["estimator"] or engine_presets.default_baseline(run["objective"])
     settings.batch_size = run["batch_size"]
     settings.steps = run["steps"]
     settings.seed = run["seed"]

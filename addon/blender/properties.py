@@ -52,6 +52,12 @@ OBJECTIVE_ITEMS = [
 ESTIMATOR_ITEMS = [
     ("ema", "Moving average", "Baseline: exponential moving average of past rewards (blendtorch)"),
     ("loo", "Leave-one-out", "Baseline: mean reward of the other samples in the batch (low variance)"),
+    (
+        "per-property",
+        "Per property",
+        "Leave-one-out, and for each property also what the other properties' draws explain of the reward: "
+        "a property that changes the image little next to another still learns its spread (the default)",
+    ),
     ("none", "None", "No baseline (plain REINFORCE, noisiest)"),
 ]
 DEVICE_ITEMS = [
@@ -229,7 +235,7 @@ class SCENEFIT_Settings(bpy.types.PropertyGroup):
         name="Baseline",
         description="Variance reduction of the score-function gradient (no gradient flows through Blender)",
         items=ESTIMATOR_ITEMS,
-        default="loo",  # OptimizerConfig.default()'s baseline (a test keeps the two in step)
+        default="per-property",  # OptimizerConfig.default()'s baseline (a test keeps the two in step)
     )
     device: bpy.props.EnumProperty(
         name="Device",
@@ -245,7 +251,11 @@ class SCENEFIT_Settings(bpy.types.PropertyGroup):
         max=1024,
     )
     steps: bpy.props.IntProperty(
-        name="Steps", description="Optimization steps (each renders one batch)", default=100, min=1
+        name="Steps",
+        description="Optimization steps (each renders one batch). Recommended: 100 for one learned property and 50 "
+        "more for each further one (the panel says when there are fewer)",
+        default=100,
+        min=1,
     )
     resolution_x: bpy.props.IntProperty(
         name="Width",

@@ -33,6 +33,7 @@ from ..engine.errors import (
     quote,
 )
 from ..engine.images import render_size
+from ..engine.presets import recommended_steps
 from . import clips, preferences, rna, writeback
 from .clip_targets import load_clip_targets
 from .properties import spec_label
@@ -70,7 +71,8 @@ class SpecConfig:
 class RunConfig:
     """Everything a run needs, JSON round-trippable: the format of batch ``--config`` files and presets.
 
-    steps: optimization steps this run takes (a resumed run continues counting from its checkpoint).
+    steps: optimization steps this run takes (a resumed run continues counting from its checkpoint); left out,
+    ``engine.presets.recommended_steps`` of its learned (not fixed) specs — 100 for one, 50 more per further one.
     optimizer: OptimizerConfig fields overriding SceneFit's defaults (objective, estimator, learning rates…);
     batch_size and seed come from this config. resolution is (width, height). resume: a checkpoint file or "".
     """
@@ -78,7 +80,7 @@ class RunConfig:
     specs: list[SpecConfig]
     targets: str = ""
     output_dir: str = ""
-    steps: int = 100
+    steps: int | None = None
     batch_size: int = 16
     seed: int = 0
     resolution: tuple[int, int] = (64, 64)
@@ -95,6 +97,9 @@ class RunConfig:
     resume_settings: str = "run"  # see RESUME_SETTINGS
 
     def __post_init__(self) -> None:
+        self.specs = [s if isinstance(s, SpecConfig) else _spec_from_dict(s) for s in self.specs]
+        if self.steps is None:
+            self.steps = recommended_steps(sum(not s.distribution.get("fixed", False) for s in self.specs))
         for name in ("steps", "batch_size", "samples"):
             _check_int(name, getattr(self, name), 2 if name == "batch_size" else 1)
         _check_int("seed", self.seed, 0)
@@ -124,7 +129,6 @@ class RunConfig:
         for name in ("targets", "output_dir", "resume"):
             if not isinstance(getattr(self, name), str):
                 raise ConfigError(f"{name} must be a string, got {quote(getattr(self, name))}")
-        self.specs = [s if isinstance(s, SpecConfig) else _spec_from_dict(s) for s in self.specs]
         if self.clips is not None:
             self.clips = clips.ClipSettings.from_dict(self.clips).to_dict()
 
@@ -201,7 +205,10 @@ class RunConfig:
             resolution=tuple(run["resolution"]),
             engine=run["render_engine"],
             samples=run["samples"],
-            optimizer={"objective": run["objective"], "estimator": {"baseline": run["estimator"]}},
+            optimizer={
+                "objective": run["objective"],
+                **({"estimator": {"baseline": run["estimator"]}} if run["estimator"] else {}),
+            },
             clips=run.get("clips"),
         )
 

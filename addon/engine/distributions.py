@@ -481,9 +481,13 @@ class ParameterSpace:
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Joint log-probability (n,) of rows of ``x`` (n, D)."""
+        return self.log_prob_terms(x).sum(dim=1)
+
+    def log_prob_terms(self, x: torch.Tensor) -> torch.Tensor:
+        """Log-probability of each column under its own distribution, (n, D) for rows of ``x`` (n, D)."""
         if x.ndim != 2 or x.shape[1] != len(self.distributions):
             raise DistributionError(f"samples must have shape (n, {len(self.distributions)}), got {tuple(x.shape)}")
-        return sum(dist.log_prob(x[:, i]) for i, dist in enumerate(self.distributions.values()))
+        return torch.stack([dist.log_prob(x[:, i]) for i, dist in enumerate(self.distributions.values())], dim=1)
 
     def entropy(self) -> torch.Tensor:
         return sum(dist.entropy() for dist in self.distributions.values())
