@@ -471,3 +471,18 @@ def test_mmd_target_features_follow_the_blur():
     objective.evaluate(targets)
     assert not torch.allclose(objective._target_features, sharp)
     assert objective.evaluate(targets)["mmd2"] < 0.05  # renders identical to the targets, blurred alike
+
+
+@pytest.mark.parametrize(("name", "compute"), [("energy", "_compute_distances"), ("mmd", "_compute_kernels")])
+def test_a_batch_s_distances_are_computed_once_for_its_stats_and_rewards(name, compute, monkeypatch):
+    obj = objective(name)
+    calls = []
+    original = getattr(obj, compute)
+    monkeypatch.setattr(obj, compute, lambda fake: calls.append(1) or original(fake))
+    fake = OTHERS[:8]
+    stats, rewards = obj.evaluate(fake), obj.rewards(fake)
+    assert len(calls) == 1 and math.isfinite(next(iter(stats.values()))) and rewards.shape == (8,)
+    obj.blur = 2.0  # another view of the same renders
+    obj.rewards(fake)
+    obj.rewards(OTHERS[8:16])  # another batch
+    assert len(calls) == 3

@@ -170,10 +170,10 @@ def _per_property_advantages(rewards: torch.Tensor, features: list[torch.Tensor]
     n = len(rewards)
     if n < 2:
         raise TrainingError(f"the per-property baseline needs at least 2 samples per batch, got {n}")
-    blocks = [_standardised(block.detach().to(rewards.dtype)) for block in features]
+    blocks = [_standardised(block.detach().to(rewards.dtype)) if block.shape[1] else None for block in features]
     columns = []
     for k in range(len(blocks)):
-        others = [block for j, block in enumerate(blocks) if j != k and block.shape[1]]
+        others = [block for j, block in enumerate(blocks) if j != k and block is not None and block.shape[1]]
         if others:
             design = torch.cat([torch.ones(n, 1, dtype=rewards.dtype), *others], dim=1)
             columns.append(_leave_one_out_residuals(design, rewards))

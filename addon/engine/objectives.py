@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from numbers import Real
 from typing import Any, ClassVar
@@ -188,6 +188,15 @@ class Objective:
         self.blur = config.input_blur
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         self._rng = torch.Generator().manual_seed(seed)
+        self._batch_cache: tuple[Any, float, Any] | None = None
+
+    def _once_per_batch(self, fake: Any, compute: Callable[[Any], Any]) -> Any:
+        """``compute(fake)``, computed once for a batch at a blur: a tell asks for the stats and then for the
+        rewards of the same renders, and an objective that trains nothing would compute the same distances twice."""
+        cache = self._batch_cache
+        if cache is None or cache[0] is not fake or cache[1] != self.blur:
+            self._batch_cache = cache = (fake, self.blur, compute(fake))
+        return cache[2]
 
     def _check_fake(self, fake: Any) -> torch.Tensor:
         fake = _check_images(fake, "rendered images").to(self.device)
@@ -249,6 +258,7 @@ class Objective:
             raise ConfigError(f"state does not match objective {self.name!r}: {exc!r}") from exc
         commit()
         self._rng = rng
+        self._batch_cache = None  # computed with the state replaced
 
     def _state(self) -> dict[str, Any]:
         raise NotImplementedError
@@ -431,6 +441,9 @@ class MMDObjective(Objective):
 
     def _kernels(self, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Kernel matrices k(x, x), k(x, y), k(y, y) for renders x and targets y."""
+        return self._once_per_batch(fake, self._compute_kernels)
+
+    def _compute_kernels(self, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         fake = self._check_fake(fake)
         if len(fake) < 2:
             raise TargetError("the MMD objective needs at least 2 rendered images per batch, got 1")
@@ -522,6 +535,9 @@ class EnergyObjective(Objective):
 
     def _distances(self, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """‖x_i − x_j‖ (n, n) and ‖x_i − y_j‖ (n, N) for renders x and targets y."""
+        return self._once_per_batch(fake, self._compute_distances)
+
+    def _compute_distances(self, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         fake = self._check_fake(fake)
         if len(fake) < 2:
             raise TargetError("the energy objective needs at least 2 rendered images per batch, got 1")
