@@ -146,6 +146,17 @@ def test_settings_offer_the_training_device_and_the_run_takes_it(scenefit, ui, s
     assert blender.session.RunConfig.from_scene(scene).optimizer["device"] == "cpu"
 
 
+def test_settings_recommend_more_steps_for_several_learned_properties(ui, scene):
+    add_specs(ui, scene)  # five specs, four of them learned by default
+    settings = scene.scenefit
+    learned = sum(spec.learn for spec in settings.specs)
+    assert learned >= 2
+    settings.steps = 100
+    assert f"Recommended: {100 + 50 * (learned - 1)} steps" in draw_all().texts()
+    settings.steps = 100 + 50 * (learned - 1)
+    assert not [text for text in draw_all().texts() if text.startswith("Recommended:")]
+
+
 def test_specs_of_every_kind(ui, scene):
     settings = scene.scenefit
     add_specs(ui, scene)
