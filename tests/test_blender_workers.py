@@ -1,0 +1,137 @@
+"""Render workers: a run rendered by N headless Blender processes learns exactly what the in-process run learns for
+the same seed, survives a worker that crashes or hangs, fails with the reason when a worker cannot start, and
+leaves no process behind however it ends."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.blender_scenes import scene_state
+from tests.test_blender_session import _ended_cleanly, blender, scene, targets_dir, yaw_config  # noqa: F401
+
+STEPS, BATCH = 4, 8
+
+
+@pytest.fixture
+def workers(scenefit):
+    return importlib.import_module(f"{scenefit.__name__}.addon.blender.workers")
+
+
+def children() -> set[int]:
+    """This process's child processes (Linux /proc)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+        found.update(int(pid) for pid in (task / "children").read_text().split())
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] if Path(f"/proc/{pid}").exists() else ""
+    return state not in ("Z", "X", "")
+
+
+def learned(blender, scene, targets_dir, output: Path, workers: int, during_step=None) -> list[float]:  # noqa: F811
+    """The yaw values of every step of a short Workbench run with ``workers`` render processes; ``during_step``
+    (session, step) is called as each step is reported."""
+    config = yaw_config(blender, targets_dir, output, steps=STEPS, batch_size=BATCH, workers=workers)
+    holder = {}
+
+    def on_step(entry):
+        if during_step is not None:
+            during_step(holder["session"], entry["step"])
+
+    session = blender.session.Session(scene, config, tick_seconds=0.2, on_step=on_step)
+    holder["session"] = session
+    before_children = children()
+    session.start()
+    pids = session.renderer.pids if workers > 1 else []
+    assert len(pids) == workers or workers == 1
+    while session.step():
+        pass
+    assert session.status == "finished"
+    assert not any(alive(pid) for pid in pids) and children() <= before_children  # no worker outlives its run
+    return [entry["values"]["yaw"] for entry in session.optimizer.history]
+
+
+@pytest.mark.slow
+def test_one_and_two_workers_learn_the_same_values_for_a_seed(blender, scene, targets_dir, tmp_path):  # noqa: F811
+    in_process = learned(blender, scene, targets_dir, tmp_path / "one", workers=1)
+    two = learned(blender, scene, targets_dir, tmp_path / "two", workers=2)
+    assert len(in_process) == STEPS and two == in_process
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["crash", "hang"])
+def test_a_worker_that_crashes_or_hangs_is_restarted_and_the_run_learns_the_same(
+    blender,  # noqa: F811
+    scene,  # noqa: F811
+    targets_dir,  # noqa: F811
+    workers,
+    tmp_path,
+    monkeypatch,
+    fault,
+):
+    import bpy
+
+    before = scene_state(bpy, scene)
+    monkeypatch.setattr(workers, "MIN_IMAGE_TIMEOUT_S", 3.0)
+    hit = []
+
+    def strike(session, step):
+        if step == 1 and not hit:
+            pid = session.renderer.pids[0]
+            os.kill(pid, signal.SIGKILL if fault == "crash" else signal.SIGSTOP)
+            hit.append(pid)
+
+    reference = learned(blender, scene, targets_dir, tmp_path / "reference", workers=1)
+    struck = learned(blender, scene, targets_dir, tmp_path / "struck", workers=2, during_step=strike)
+    assert hit and not alive(hit[0]) and struck == reference
+    assert diff_free(bpy, scene, before)
+
+
+def diff_free(bpy, scene, before) -> bool:
+    from tests.blender_scenes import diff
+
+    return diff(before, scene_state(bpy, scene)) == []
+
+
+def test_a_worker_that_cannot_start_fails_the_run_with_its_reason(
+    blender,  # noqa: F811
+    scene,  # noqa: F811
+    targets_dir,  # noqa: F811
+    workers,
+    tmp_path,
+    monkeypatch,
+):
+    import bpy
+
+    before = scene_state(bpy, scene)
+    broken = [sys.executable, "-c", "import sys; sys.exit('no Blender here')"]
+    monkeypatch.setattr(workers, "worker_command", lambda: broken)
+    config = yaw_config(blender, targets_dir, tmp_path / "out", steps=STEPS, batch_size=BATCH, workers=2)
+    session = blender.session.Session(scene, config)
+    before_children = children()
+    session.start()
+    with pytest.raises(blender.errors.RenderError, match="render worker . failed: it exited with code 1.*no Blender"):
+        while session.step():
+            pass
+    _ended_cleanly(bpy, scene, before, session, "failed")
+    assert children() <= before_children
+
+
+def test_no_blender_binary_is_named(blender, workers, monkeypatch):  # noqa: F811
+    import bpy
+
+    monkeypatch.setattr(bpy.app, "binary_path", "/nowhere/blender", raising=False)
+    with pytest.raises(blender.errors.RenderError, match="no Blender binary for the render workers: /nowhere"):
+        workers.worker_command()
