@@ -5,15 +5,19 @@ leaves no process behind however it ends."""
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.blender_scenes import scene_state
-from tests.test_blender_session import _ended_cleanly, blender, scene, targets_dir, yaw_config  # noqa: F401
+from tests.blender_scenes import diff, scene_state
+from tests.test_blender_batch import SCRIPT, TIMEOUT_S, batch_env, files, run_batch  # noqa: F401  (files: a fixture)
+from tests.test_blender_session import _ended_cleanly, blender, scene, targets_dir, yaw_config  # noqa: F401  (fixtures)
 
 STEPS, BATCH = 4, 8
 
@@ -24,11 +28,8 @@ def workers(scenefit):
 
 
 def children() -> set[int]:
-    """This process's child processes (Linux /proc)."""
-    found: set[int] = set()
-    for task in Path(f"/proc/{os.getpid()}/task").iterdir():
-        found.update(int(pid) for pid in (task / "children").read_text().split())
-    return found
+    """This process's child processes and theirs (Linux /proc)."""
+    return set(descendants(os.getpid()))
 
 
 def alive(pid: int) -> bool:
@@ -96,13 +97,7 @@ def test_a_worker_that_crashes_or_hangs_is_restarted_and_the_run_learns_the_same
     reference = learned(blender, scene, targets_dir, tmp_path / "reference", workers=1)
     struck = learned(blender, scene, targets_dir, tmp_path / "struck", workers=2, during_step=strike)
     assert hit and not alive(hit[0]) and struck == reference
-    assert diff_free(bpy, scene, before)
-
-
-def diff_free(bpy, scene, before) -> bool:
-    from tests.blender_scenes import diff
-
-    return diff(before, scene_state(bpy, scene)) == []
+    assert diff(before, scene_state(bpy, scene)) == []
 
 
 def test_a_worker_that_cannot_start_fails_the_run_with_its_reason(
@@ -135,3 +130,65 @@ def test_no_blender_binary_is_named(blender, workers, monkeypatch):  # noqa: F81
     monkeypatch.setattr(bpy.app, "binary_path", "/nowhere/blender", raising=False)
     with pytest.raises(blender.errors.RenderError, match="no Blender binary for the render workers: /nowhere"):
         workers.worker_command()
+
+
+def batch_learned(files, name: str, workers: int) -> tuple[dict, str]:  # noqa: F811  (the fixture)
+    """result.json and stdout of a 3-step batch run with ``--workers``."""
+    output = files["tmp"] / name
+    done = run_batch(
+        files["tmp"],
+        files["blend"],
+        *("--config", files["config"], "--targets", files["targets"], "--output", output),
+        *("--steps", "3", "--seed", "5", "--workers", str(workers)),
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads((output / "result.json").read_text()), done.stdout
+
+
+@pytest.mark.slow
+def test_batch_workers_1_and_2_learn_the_same_values(files):  # noqa: F811  (the fixture)
+    one, _ = batch_learned(files, "one", 1)
+    two, printed = batch_learned(files, "two", 2)
+    assert "workers      2 processes" in printed and two["config"]["workers"] == 2
+    assert [entry["values"] for entry in two["history"]] == [entry["values"] for entry in one["history"]]
+    assert two["parameters"] == one["parameters"] and two["renders"] == one["renders"] == 24
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL])
+def test_a_batch_run_stopped_or_killed_leaves_no_worker(files, signum):  # noqa: F811  (the fixture)
+    tmp = files["tmp"]
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), files["blend"], "--config", files["config"], "--targets", files["targets"]]
+        + ["--output", tmp / "out", "--steps", "1000", "--workers", "2"],
+        env=batch_env(tmp),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp,
+    )
+    try:
+        for line in process.stdout:
+            if line.startswith("step 2/"):
+                break
+        workers = descendants(process.pid)
+        assert len(workers) == 2
+        process.send_signal(signum)
+        process.communicate(timeout=TIMEOUT_S)
+    finally:
+        process.kill()
+    assert process.returncode == (130 if signum == signal.SIGINT else -signal.SIGKILL)
+    deadline = time.monotonic() + 10  # the kernel ends a killed run's workers (PR_SET_PDEATHSIG) at once
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in workers)
+    if signum == signal.SIGINT:
+        assert json.loads((tmp / "out" / "result.json").read_text())["status"] == "stopped"
+
+
+def descendants(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            found += [int(child), *descendants(int(child))]
+    return found

@@ -33,6 +33,7 @@ from .render import ENGINES, RenderSettings
 from .sampler import Sampler, bind
 from .session import RunConfig, Session, check_output_folder, engine_distribution
 from .targets import save_image
+from .workers import WorkerPool
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # Signals that stop a run the way Ctrl-C does; the exit code is 128 + the signal's number (130, 143, 129).
@@ -62,6 +63,13 @@ def parser() -> argparse.ArgumentParser:
         "--device",
         choices=DEVICES,
         help="where the objective trains: auto (the default: CUDA if torch has it), cpu, cuda",
+    )
+    parse.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="render processes, each a headless Blender on a snapshot of the scene (1, the default: render in "
+        "this process; 0: what fits the machine)",
     )
     parse.add_argument("--resume", help="checkpoint.pt of an earlier run to continue (its folder: continue in place)")
     parse.add_argument(
@@ -307,6 +315,7 @@ def _config(args: argparse.Namespace, scene: bpy.types.Scene) -> tuple[RunConfig
         "overwrite": True if args.overwrite else None,
         "checkpoint_steps": args.checkpoint_every,
         "checkpoint_seconds": args.checkpoint_seconds,
+        "workers": args.workers,
     }
     config = config.replace(**{k: v for k, v in overrides.items() if v is not None})
     if args.objective is not None:
@@ -388,6 +397,7 @@ def settings_lines(config: RunConfig, session: Session) -> list[str]:
         ("objective", optimizer.config.objective),
         ("device", str(optimizer.device) + (" (auto)" if optimizer.config.device == "auto" else "")),
         ("baseline", optimizer.config.estimator.baseline),
+        ("workers", _workers(session)),
         ("steps", f"{config.steps}" + (f" after the checkpoint's {optimizer.step}" if config.resume else "")),
         ("batch size", str(config.batch_size)),
         ("seed", str(config.seed)),
@@ -407,6 +417,13 @@ def settings_lines(config: RunConfig, session: Session) -> list[str]:
         rows.append((f"spec {spec.label!r}", f"{where} ~ {kind} {values}".rstrip()))
     width = max(len(name) for name, _ in rows)
     return ["scenefit: run settings", *(f"  {name.ljust(width)}  {value}" for name, value in rows)]
+
+
+def _workers(session: Session) -> str:
+    pool = session.renderer
+    if not isinstance(pool, WorkerPool):
+        return "1 (renders in this process)"
+    return f"{pool.count} processes, {pool.threads} render thread(s) each"
 
 
 def _step_line(entry: Mapping[str, Any], goal: int) -> str:

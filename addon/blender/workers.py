@@ -166,6 +166,7 @@ class WorkerPool:
         clip: ClipSettings | None = None,
     ) -> None:
         self.count = count
+        self.threads = max(1, cores() // count)  # render threads per worker: workers × threads ≤ cores
         self.snapshot = snapshot
         self.problems: list[str] = []  # workers left out, said once each
         self._setup = {
@@ -176,7 +177,7 @@ class WorkerPool:
             ],
             "settings": asdict(settings),
             "clip": clip.to_dict() if clip is not None else None,
-            "threads": max(1, cores() // count),
+            "threads": self.threads,
         }
         self._token = secrets.token_hex(16)
         self._server = socket.create_server(("127.0.0.1", 0))
