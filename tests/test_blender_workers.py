@@ -192,3 +192,33 @@ def descendants(pid: int) -> list[int]:
         for child in (task / "children").read_text().split():
             found += [int(child), *descendants(int(child))]
     return found
+
+
+@pytest.mark.slow
+def test_a_data_set_from_two_workers_is_the_in_process_one(scenefit, tmp_path):
+    """The supershape preset: the worker needs the extension's own properties and update handlers."""
+    import bpy
+
+    def module(name):
+        return importlib.import_module(f"{scenefit.__name__}.addon.{name}")
+
+    preset = module("engine.presets").load_preset(Path(__file__).parent.parent / "presets" / "supershape_density.json")
+    supershape_scene = bpy.context.scene
+    module("blender.presets").apply_preset(preset, supershape_scene)
+    specs = module("blender.session").RunConfig.from_scene(supershape_scene).specs
+    settings = module("blender.render").RenderSettings((32, 32), "BLENDER_WORKBENCH", 1)
+    shape = bpy.data.objects["Supershape"].supershape
+    before = (shape.m1, shape.m2, supershape_scene.render.resolution_x, supershape_scene.render.engine)
+    made = {}
+    for workers in (1, 2):
+        folder = tmp_path / f"set{workers}"
+        generator = module("blender.dataset").DatasetGenerator(
+            supershape_scene, specs, folder, 6, seed=4, settings=settings, workers=workers
+        )
+        made[workers] = generator.run()
+        after = (shape.m1, shape.m2, supershape_scene.render.resolution_x, supershape_scene.render.engine)
+        assert made[workers].complete and after == before
+    assert [row["values"] for row in made[2].rows] == [row["values"] for row in made[1].rows]
+    for one, two in zip(made[1].images, made[2].images, strict=True):
+        assert one.read_bytes() == two.read_bytes(), one.name
+    assert (tmp_path / "set1" / "labels.csv").read_text() == (tmp_path / "set2" / "labels.csv").read_text()

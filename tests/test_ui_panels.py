@@ -146,6 +146,16 @@ def test_settings_offer_the_training_device_and_the_run_takes_it(scenefit, ui, s
     assert blender.session.RunConfig.from_scene(scene).optimizer["device"] == "cpu"
 
 
+def test_settings_offer_render_workers_and_the_run_takes_them(scenefit, ui, scene):
+    blender = scenefit.addon.blender
+    settings = scene.scenefit
+    assert settings.workers == blender.session.RunConfig(specs=[]).workers == 1
+    layout = draw_all()
+    assert ("prop", "workers") in [(call.name, call.args[1]) for call in layout.calls() if call.name == "prop"]
+    settings.workers = 3
+    assert blender.session.RunConfig.from_scene(scene).workers == 3
+
+
 def test_specs_of_every_kind(ui, scene):
     settings = scene.scenefit
     add_specs(ui, scene)

@@ -120,7 +120,9 @@ class InProcess:
     def submit(self, sample_id: int, values: Mapping[str, Any]) -> None:
         self._queue.append((sample_id, values))
 
-    def collect(self, timeout: float) -> list[tuple[int, np.ndarray]]:  # noqa: ARG002  (a render takes its time)
+    def collect(self, timeout: float) -> list[tuple[int, np.ndarray]]:
+        """The next submitted sample's image (nothing when none is left); ``timeout`` is the pool's: one render
+        takes the time it takes."""
         if not self._queue:
             return []
         sample_id, values = self._queue.popleft()
@@ -216,8 +218,8 @@ class WorkerPool:
             for ready in wait([*connections, self._server], timeout=min(left, 1.0)):
                 if ready is self._server:
                     self._accept()
-                else:
-                    arrived.extend(self._receive(self._owner(ready)))
+                elif (owner := self._owner(ready)) is not None:  # None: ended by an earlier message of this wait
+                    arrived.extend(self._receive(owner))
             if arrived or time.monotonic() >= deadline:
                 return arrived
 
@@ -291,7 +293,10 @@ class WorkerPool:
         sock.setblocking(True)
         connection = Connection(sock.detach())
         # Raw bytes first: nothing from a peer is unpickled before it proved it was started by this pool.
-        hello = connection.recv_bytes(256) if connection.poll(5.0) else b""
+        try:
+            hello = connection.recv_bytes(256) if connection.poll(5.0) else b""
+        except (EOFError, OSError):  # gone, or not one of ours (a longer message)
+            hello = b""
         token, _, index = hello.decode(errors="replace").partition(":")
         worker = self._workers.get(int(index)) if index.isdigit() else None
         if worker is None or worker.connection is not None or not hmac.compare_digest(token, self._token):
@@ -300,8 +305,8 @@ class WorkerPool:
         worker.connection = connection
         connection.send(self._setup)
 
-    def _owner(self, connection: Any) -> _Worker:
-        return next(w for w in self._workers.values() if w.connection is connection)
+    def _owner(self, connection: Any) -> _Worker | None:
+        return next((w for w in self._workers.values() if w.connection is connection), None)
 
     def _receive(self, worker: _Worker) -> list[tuple[int, np.ndarray]]:
         try:
