@@ -8,7 +8,6 @@ import importlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.blender_scenes import diff, scene_state
-from tests.test_blender_batch import SCRIPT, TIMEOUT_S, batch_env, files, run_batch  # noqa: F401  (files: a fixture)
+from tests.test_blender_batch import TIMEOUT_S, files, run_batch, start_batch, wait_for_step  # noqa: F401  (files: a fixture)
 from tests.test_blender_session import _ended_cleanly, blender, scene, targets_dir, yaw_config  # noqa: F401  (fixtures)
 
 STEPS, BATCH = 4, 8
@@ -158,19 +157,9 @@ def test_batch_workers_1_and_2_learn_the_same_values(files):  # noqa: F811  (the
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL])
 def test_a_batch_run_stopped_or_killed_leaves_no_worker(files, signum):  # noqa: F811  (the fixture)
     tmp = files["tmp"]
-    process = subprocess.Popen(
-        [sys.executable, str(SCRIPT), files["blend"], "--config", files["config"], "--targets", files["targets"]]
-        + ["--output", tmp / "out", "--steps", "1000", "--workers", "2"],
-        env=batch_env(tmp),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp,
-    )
+    process = start_batch(files, tmp / "out", "--steps", "1000", "--workers", "2")
     try:
-        for line in process.stdout:
-            if line.startswith("step 2/"):
-                break
+        wait_for_step(process, 2)
         workers = descendants(process.pid)
         assert len(workers) == 2
         process.send_signal(signum)
