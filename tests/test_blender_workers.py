@@ -40,10 +40,18 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X", "")
 
 
-def learned(blender, scene, targets_dir, output: Path, workers: int, during_step=None) -> list[float]:  # noqa: F811
-    """The yaw values of every step of a short Workbench run with ``workers`` render processes; ``during_step``
-    (session, step) is called as each step is reported."""
-    config = yaw_config(blender, targets_dir, output, steps=STEPS, batch_size=BATCH, workers=workers)
+def learned(
+    blender,  # noqa: F811
+    scene,  # noqa: F811
+    targets_dir,  # noqa: F811
+    output: Path,
+    workers: int,
+    during_step=None,
+    steps: int = STEPS,
+) -> tuple[list, list[str]]:  # noqa: F811
+    """The yaw values of every step of a short Workbench run with ``workers`` render processes, and the run's
+    warnings; ``during_step`` (session, step) is called as each step is reported."""
+    config = yaw_config(blender, targets_dir, output, steps=steps, batch_size=BATCH, workers=workers)
     holder = {}
 
     def on_step(entry):
@@ -60,18 +68,18 @@ def learned(blender, scene, targets_dir, output: Path, workers: int, during_step
         pass
     assert session.status == "finished"
     assert not any(alive(pid) for pid in pids) and children() <= before_children  # no worker outlives its run
-    return [entry["values"]["yaw"] for entry in session.optimizer.history]
+    return [entry["values"]["yaw"] for entry in session.optimizer.history], session.warnings
 
 
 @pytest.mark.slow
 def test_one_and_two_workers_learn_the_same_values_for_a_seed(blender, scene, targets_dir, tmp_path):  # noqa: F811
-    in_process = learned(blender, scene, targets_dir, tmp_path / "one", workers=1)
-    two = learned(blender, scene, targets_dir, tmp_path / "two", workers=2)
+    in_process, _ = learned(blender, scene, targets_dir, tmp_path / "one", workers=1)
+    two, _ = learned(blender, scene, targets_dir, tmp_path / "two", workers=2)
     assert len(in_process) == STEPS and two == in_process
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fault", ["crash", "hang"])
+@pytest.mark.parametrize("fault", ["crash", "hang", "crash and no restart"])
 def test_a_worker_that_crashes_or_hangs_is_restarted_and_the_run_learns_the_same(
     blender,  # noqa: F811
     scene,  # noqa: F811
@@ -89,14 +97,25 @@ def test_a_worker_that_crashes_or_hangs_is_restarted_and_the_run_learns_the_same
 
     def strike(session, step):
         if step == 1 and not hit:
+            if fault == "crash and no restart":  # the restarted worker cannot start: the other renders the rest
+                broken = [sys.executable, "-c", "import sys; sys.exit('out of licences')"]
+                monkeypatch.setattr(session.renderer, "_command", broken)
             pid = session.renderer.pids[0]
-            os.kill(pid, signal.SIGKILL if fault == "crash" else signal.SIGSTOP)
+            os.kill(pid, signal.SIGSTOP if fault == "hang" else signal.SIGKILL)
             hit.append(pid)
 
-    reference = learned(blender, scene, targets_dir, tmp_path / "reference", workers=1)
-    struck = learned(blender, scene, targets_dir, tmp_path / "struck", workers=2, during_step=strike)
+    # Without a restart, steps enough that the other worker is still rendering when the failed start is seen.
+    steps = 2 * STEPS if fault == "crash and no restart" else STEPS
+    reference, _ = learned(blender, scene, targets_dir, tmp_path / "reference", workers=1, steps=steps)
+    struck, warnings = learned(
+        blender, scene, targets_dir, tmp_path / "struck", workers=2, during_step=strike, steps=steps
+    )
     assert hit and not alive(hit[0]) and struck == reference
     assert diff(before, scene_state(bpy, scene)) == []
+    if fault == "crash and no restart":
+        assert len(warnings) == 1 and "out of licences; the run goes on with 1 worker(s)" in warnings[0]
+    else:
+        assert warnings == []
 
 
 def test_a_worker_that_cannot_start_fails_the_run_with_its_reason(

@@ -330,7 +330,7 @@ class WorkerPool:
         return [(sample_id, payload)]
 
     def _dispatch(self) -> None:
-        for worker in self._workers.values():
+        for worker in list(self._workers.values()):  # a worker whose connection broke is replaced meanwhile
             while worker.ready and self._pending and len(worker.sent) < QUEUED_PER_WORKER:
                 sample = self._pending.popleft()
                 if not worker.sent:
