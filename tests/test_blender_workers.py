@@ -203,7 +203,7 @@ def descendants(pid: int) -> list[int]:
 
 
 @pytest.mark.slow
-def test_a_data_set_from_two_workers_is_the_in_process_one(scenefit, tmp_path):
+def test_a_data_set_and_truth_targets_from_two_workers_are_the_in_process_ones(scenefit, tmp_path):
     """The supershape preset: the worker needs the extension's own properties and update handlers."""
     import bpy
 
@@ -213,7 +213,8 @@ def test_a_data_set_from_two_workers_is_the_in_process_one(scenefit, tmp_path):
     preset = module("engine.presets").load_preset(Path(__file__).parent.parent / "presets" / "supershape_density.json")
     supershape_scene = bpy.context.scene
     module("blender.presets").apply_preset(preset, supershape_scene)
-    specs = module("blender.session").RunConfig.from_scene(supershape_scene).specs
+    config = module("blender.session").RunConfig.from_scene(supershape_scene)
+    specs = config.specs
     settings = module("blender.render").RenderSettings((32, 32), "BLENDER_WORKBENCH", 1)
     shape = bpy.data.objects["Supershape"].supershape
     before = (shape.m1, shape.m2, supershape_scene.render.resolution_x, supershape_scene.render.engine)
@@ -230,3 +231,17 @@ def test_a_data_set_from_two_workers_is_the_in_process_one(scenefit, tmp_path):
     for one, two in zip(made[1].images, made[2].images, strict=True):
         assert one.read_bytes() == two.read_bytes(), one.name
     assert (tmp_path / "set1" / "labels.csv").read_text() == (tmp_path / "set2" / "labels.csv").read_text()
+
+    truth = config.replace(resolution=(32, 32), engine="BLENDER_WORKBENCH", samples=1)
+    for workers in (1, 2):
+        module("blender.batch").render_truth_targets(
+            supershape_scene,
+            truth.replace(workers=workers),
+            preset.truth(),
+            {"count": 5, "seed": 2},
+            tmp_path / f"t{workers}",
+        )
+    targets = {workers: sorted((tmp_path / f"t{workers}").iterdir()) for workers in (1, 2)}
+    assert len(targets[1]) == 5 and [p.read_bytes() for p in targets[1]] == [p.read_bytes() for p in targets[2]]
+    after = (shape.m1, shape.m2, supershape_scene.render.resolution_x, supershape_scene.render.engine)
+    assert after == before

@@ -33,7 +33,7 @@ from .render import ENGINES, RenderSettings
 from .sampler import Sampler, bind
 from .session import RunConfig, Session, check_output_folder, engine_distribution
 from .targets import save_image
-from .workers import WorkerPool
+from .workers import WorkerPool, open_renderer
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # Signals that stop a run the way Ctrl-C does; the exit code is 128 + the signal's number (130, 143, 129).
@@ -356,8 +356,8 @@ def render_truth_targets(
     folder: Path,
 ) -> None:
     """Render ``targets["count"]`` images of the scene with values drawn from the ``truth`` distributions (seeded by
-    ``targets["seed"]``) into ``folder`` as PNG — with clips on, one sub-folder of frames per clip; the scene is
-    restored afterwards."""
+    ``targets["seed"]``) into ``folder`` as PNG — with clips on, one sub-folder of frames per clip — by the run's
+    render workers (target i holds draw i whichever finishes first); the scene is restored afterwards."""
     import torch
 
     from ..engine.distributions import distribution_from_dict
@@ -373,13 +373,24 @@ def render_truth_targets(
         draws[label] = [choices[int(v)] for v in values] if choices is not None else values
     settings = RenderSettings(config.resolution, config.engine, config.samples, config.channels)
     clip = ClipSettings.from_dict(config.clips) if config.clips is not None else None
-    with Sampler(scene, bound, settings, clip) as sampler:
+    sampler = Sampler(scene, bound, settings, clip)
+    renderer = open_renderer(sampler, config.specs, config.workers)
+    try:
         for i in range(targets["count"]):
-            image = sampler.render(i, {label: values[i] for label, values in draws.items()})
-            if clip is None:
-                save_image(image, folder / f"target_{i:04d}.png")
-            else:
-                save_clip(image, folder / f"target_{i:04d}")
+            renderer.submit(i, {label: values[i] for label, values in draws.items()})
+        saved = 0
+        while saved < targets["count"]:
+            for i, image in renderer.collect(timeout=TICK_SECONDS):  # workers: in any order
+                if clip is None:
+                    save_image(image, folder / f"target_{i:04d}.png")
+                else:
+                    save_clip(image, folder / f"target_{i:04d}")
+                saved += 1
+    finally:
+        renderer.close()
+        problems = sampler.restore()
+    if problems:
+        raise SceneFitError("the scene was not fully restored: " + "; ".join(problems))
 
 
 def settings_lines(config: RunConfig, session: Session) -> list[str]:

@@ -39,7 +39,7 @@ from .render import RenderSettings, probe_values
 from .sampler import Sampler, bind
 from .session import RunConfig, SpecConfig, engine_distribution
 from .targets import save_image
-from .workers import InProcess, WorkerPool, save_snapshot, worker_count
+from .workers import InProcess, WorkerPool, open_renderer
 
 WORKER_WAIT_S = 0.05  # how long a step waits for the workers' next images (the UI stays live meanwhile)
 FORMAT = "scenefit-dataset"
@@ -168,7 +168,7 @@ class DatasetGenerator:
         self.rows: list[dict[str, Any]] = []  # in sample order
         self._draws: list[dict[str, Any]] = []
         self._space: dict[str, dict[str, Any]] = {}
-        self._sampler: Sampler | None = None  # entered while this process renders
+        self._sampler: Sampler | None = None  # restored when the data set ends (entered unless workers render)
         self._renderer: InProcess | WorkerPool | None = None  # while rendering
         self._started_at = 0.0
         self._seconds = 0.0
@@ -199,12 +199,8 @@ class DatasetGenerator:
             {label: (prop, probe_values(engine_space[label], choices[label])) for label, prop in bound.items()}
         )
         self._prepare_folder()
-        workers = worker_count(self.workers)
-        if workers > 1:
-            self._renderer = WorkerPool(workers, save_snapshot(), self.scene.name, self.specs, self.settings, self.clip)
-        else:
-            self._sampler = sampler.__enter__()
-            self._renderer = InProcess(self._sampler)
+        self._sampler = sampler
+        self._renderer = open_renderer(sampler, self.specs, self.workers)
         for index, values in enumerate(self._draws):
             self._renderer.submit(index, values)
         self._started_at = time.perf_counter()
@@ -302,7 +298,7 @@ class DatasetGenerator:
         if self._renderer is None:
             return []
         self._seconds = time.perf_counter() - self._started_at
-        problems = self._sampler.restore() if self._sampler is not None else []
+        problems = self._sampler.restore()
         self._sampler = None
         self._renderer.close()
         self._renderer = None

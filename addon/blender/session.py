@@ -40,7 +40,7 @@ from .render import ENGINES, RenderSettings, learned_probes, scene_output_size
 from .report import RunReport
 from .sampler import Sampler, bind
 from .targets import TargetReport, load_targets
-from .workers import InProcess, WorkerPool, save_snapshot, worker_count
+from .workers import InProcess, WorkerPool, open_renderer
 
 # How often result.json is rewritten during a run at most (custom properties follow every parameter step).
 RESULT_INTERVAL_S = 1.0
@@ -380,7 +380,7 @@ class Session:
         self.renders = 0
         self.warnings: list[str] = []  # said once each, in the panel, the batch log and result.json
         self.render_settings: RenderSettings | None = None  # what training renders are made with, once started
-        self.sampler: Sampler | None = None  # renders the run's samples in this process, once started
+        self.sampler: Sampler | None = None  # the run's, once started: it renders unless workers do
         self.renderer: InProcess | WorkerPool | None = None  # where samples go to be rendered, once started
         self._thread: Any = None
         self._batch: list[Any] = []
@@ -435,13 +435,8 @@ class Session:
         from ..engine.training import TrainingThread
 
         try:  # from here on the scene changes: whatever is raised, it is put back first
-            workers = worker_count(config.workers)
-            if workers > 1:  # the workers render a snapshot; this scene is left as it is
-                self.renderer = WorkerPool(workers, save_snapshot(), self.scene.name, config.specs, settings, clip)
-            else:
-                self.sampler = sampler
-                sampler.__enter__()
-                self.renderer = InProcess(sampler)
+            self.sampler = sampler  # restored at the end (nothing to restore when workers render a snapshot)
+            self.renderer = open_renderer(sampler, config.specs, config.workers)
             self._thread = TrainingThread(self.optimizer)
             self._thread.start()
             self._reported = len(self.optimizer.history)  # a resumed run reports only its own steps

@@ -108,6 +108,16 @@ def worker_command() -> list[str]:
     return [sys.executable, "-c", BOOTSTRAP]
 
 
+def open_renderer(sampler: Sampler, specs: Sequence[PropertySpec], workers: int) -> InProcess | WorkerPool:
+    """Where ``sampler``'s samples go for the ``workers`` setting: a pool of :func:`worker_count` processes over a
+    snapshot of its scene (which stays as it is), or, for one, ``sampler`` itself, entered here (the caller
+    restores it)."""
+    count = worker_count(workers)
+    if count > 1:
+        return WorkerPool(count, save_snapshot(), sampler.scene.name, specs, sampler.settings, sampler.clip)
+    return InProcess(sampler.__enter__())
+
+
 class InProcess:
     """The render back-end without workers: ``sampler`` (entered by the caller) renders one submitted sample per
     :meth:`collect`, in the order submitted."""
