@@ -168,6 +168,7 @@ def test_batch_workers_1_and_2_learn_the_same_values(files):  # noqa: F811  (the
     one, _ = batch_learned(files, "one", 1)
     two, printed = batch_learned(files, "two", 2)
     assert "workers      2 processes" in printed and two["config"]["workers"] == 2
+    assert "Saved copy" not in printed  # the snapshot is saved quietly: stdout is one line per step
     assert [entry["values"] for entry in two["history"]] == [entry["values"] for entry in one["history"]]
     assert two["parameters"] == one["parameters"] and two["renders"] == one["renders"] == 24
 

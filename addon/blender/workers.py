@@ -39,7 +39,7 @@ import numpy as np
 from ..engine.errors import RenderError, cut
 from . import worker as worker_module
 from .clips import ClipSettings
-from .render import RenderSettings, make_temp_folder
+from .render import RenderSettings, make_temp_folder, quiet_stdout
 from .sampler import PropertySpec, Sampler
 
 # The extension's top-level package (bl_ext.<repo>.scenefit): a worker enables and imports this same one.
@@ -92,7 +92,8 @@ def save_snapshot() -> Path:
     the copy's folder)."""
     path = make_temp_folder() / "snapshot.blend"
     try:
-        bpy.ops.wm.save_as_mainfile(filepath=str(path), copy=True, check_existing=False)
+        with quiet_stdout():  # "Info: Saved copy as …" would come between batch mode's lines
+            bpy.ops.wm.save_as_mainfile(filepath=str(path), copy=True, check_existing=False)
     except RuntimeError as error:
         raise RenderError(f"cannot save a snapshot of the scene for the render workers: {cut(str(error))}") from None
     return path
