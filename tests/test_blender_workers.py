@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 
 from tests.blender_scenes import diff, scene_state
-from tests.test_blender_batch import TIMEOUT_S, files, run_batch, start_batch, wait_for_step  # noqa: F401  (files: a fixture)
+from tests.test_blender_batch import (  # noqa: F401  (files: a fixture)
+    TIMEOUT_S,
+    files,
+    render_folders,
+    run_batch,
+    start_batch,
+    wait_for_step,
+)
 from tests.test_blender_session import _ended_cleanly, blender, scene, targets_dir, yaw_config  # noqa: F401  (fixtures)
 
 STEPS, BATCH = 4, 8
@@ -68,6 +75,7 @@ def learned(
         pass
     assert session.status == "finished"
     assert not any(alive(pid) for pid in pids) and children() <= before_children  # no worker outlives its run
+    assert render_folders(os.getpid()) == []  # nor its snapshot
     return [entry["values"]["yaw"] for entry in session.optimizer.history], session.warnings
 
 
@@ -139,15 +147,12 @@ def test_a_worker_that_cannot_start_fails_the_run_with_its_reason(
         while session.step():
             pass
     _ended_cleanly(bpy, scene, before, session, "failed")
-    assert children() <= before_children
+    assert children() <= before_children and render_folders(os.getpid()) == []
 
 
-def test_no_blender_binary_is_named(blender, workers, monkeypatch):  # noqa: F811
-    import bpy
-
-    monkeypatch.setattr(bpy.app, "binary_path", "/nowhere/blender", raising=False)
+def test_no_blender_binary_is_named(blender, workers):  # noqa: F811
     with pytest.raises(blender.errors.RenderError, match="no Blender binary for the render workers: /nowhere"):
-        workers.worker_command()
+        workers.worker_command("/nowhere/blender")
 
 
 def batch_learned(files, name: str, workers: int) -> tuple[dict, str]:  # noqa: F811  (the fixture)

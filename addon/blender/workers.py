@@ -22,6 +22,7 @@ import collections
 import hmac
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -95,14 +96,17 @@ def save_snapshot() -> Path:
         with quiet_stdout():  # "Info: Saved copy as …" would come between batch mode's lines
             bpy.ops.wm.save_as_mainfile(filepath=str(path), copy=True, check_existing=False)
     except RuntimeError as error:
+        shutil.rmtree(path.parent, ignore_errors=True)
         raise RenderError(f"cannot save a snapshot of the scene for the render workers: {cut(str(error))}") from None
     return path
 
 
-def worker_command() -> list[str]:
-    """How to start a worker: the running Blender's binary in the UI, this Python with the bpy module."""
-    if bpy.app.binary_path:
-        binary = Path(bpy.app.binary_path)
+def worker_command(binary_path: str | None = None) -> list[str]:
+    """How to start a worker: the running Blender's binary (``binary_path``, default ``bpy.app.binary_path``) in
+    the UI, this Python with the bpy module (whose binary path is empty)."""
+    binary_path = bpy.app.binary_path if binary_path is None else binary_path
+    if binary_path:
+        binary = Path(binary_path)
         if not binary.is_file():
             raise RenderError(f"no Blender binary for the render workers: {cut(str(binary))} does not exist")
         return [str(binary), "-b", "--python-exit-code", "1", "--python-expr", BOOTSTRAP]
@@ -115,7 +119,7 @@ def open_renderer(sampler: Sampler, specs: Sequence[PropertySpec], workers: int)
     restores it)."""
     count = worker_count(workers)
     if count > 1:
-        return WorkerPool(count, save_snapshot(), sampler.scene.name, specs, sampler.settings, sampler.clip)
+        return WorkerPool(count, sampler.scene, specs, sampler.settings, sampler.clip)
     return InProcess(sampler.__enter__())
 
 
@@ -160,10 +164,11 @@ class _Worker:
 
 
 class WorkerPool:
-    """``count`` render processes over a snapshot (:func:`save_snapshot`) of ``scene``, rendering the samples of
-    ``specs`` with ``settings`` (and ``clip``: a whole clip per sample, per worker).
+    """``count`` render processes over a snapshot (:func:`save_snapshot`, taken here) of ``scene``, rendering the
+    samples of ``specs`` with ``settings`` (and ``clip``: a whole clip per sample, per worker). A failure to start
+    leaves nothing behind: no process, no snapshot.
 
-    >>> pool = WorkerPool(2, save_snapshot(), scene.name, specs, settings)
+    >>> pool = WorkerPool(2, scene, specs, settings)
     >>> pool.submit(0, {"yaw": 0.5}); pool.submit(1, {"yaw": 0.7})
     >>> images = dict(pool.collect(timeout=1.0))  # what arrived within a second, by sample id
     >>> pool.close()
@@ -172,19 +177,19 @@ class WorkerPool:
     def __init__(
         self,
         count: int,
-        snapshot: Path,
-        scene: str,
+        scene: bpy.types.Scene,
         specs: Sequence[PropertySpec],
         settings: RenderSettings,
         clip: ClipSettings | None = None,
     ) -> None:
         self.count = count
         self.threads = max(1, cores() // count)  # render threads per worker: workers × threads ≤ cores
-        self.snapshot = snapshot
         self.problems: list[str] = []  # workers left out, said once each
+        self._command = worker_command()  # before anything is made: no binary, no snapshot
+        self.snapshot = save_snapshot()
         self._setup = {
-            "snapshot": str(snapshot),
-            "scene": scene,
+            "snapshot": str(self.snapshot),
+            "scene": scene.name,
             "specs": [
                 {name: getattr(spec, name) for name in ("label", "id_type", "id_name", "data_path")} for spec in specs
             ],
@@ -193,9 +198,7 @@ class WorkerPool:
             "threads": self.threads,
         }
         self._token = secrets.token_hex(16)
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self._server.setblocking(False)
-        self._command = worker_command()
+        self._server: socket.socket | None = None
         self._workers: dict[int, _Worker] = {}
         self._pending: collections.deque[tuple[int, Mapping[str, Any]]] = collections.deque()
         self._deaths: collections.Counter[int] = collections.Counter()  # sample id → workers that died on it
@@ -203,6 +206,8 @@ class WorkerPool:
         self._closed = False
         atexit.register(self.close)
         try:
+            self._server = socket.create_server(("127.0.0.1", 0))
+            self._server.setblocking(False)
             for index in range(count):
                 self._launch(index)
         except BaseException:
@@ -254,14 +259,10 @@ class WorkerPool:
                 pass
             self._end(worker)
         self._workers.clear()
-        self._server.close()
-        folder = self.snapshot.parent
-        for path in folder.iterdir() if folder.is_dir() else ():
-            path.unlink(missing_ok=True)
-        try:
-            folder.rmdir()
-        except OSError:
-            pass  # a file a worker still writes: the folder is removed as stale later (render.make_temp_folder)
+        if self._server is not None:
+            self._server.close()
+        # Every worker has ended: nothing writes into the folder any more.
+        shutil.rmtree(self.snapshot.parent, ignore_errors=True)
 
     # ---- workers --------------------------------------------------------------------------------------------
 
