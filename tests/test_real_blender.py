@@ -198,8 +198,10 @@ def test_batch_exit_codes_in_real_blender(blender: RealBlender, extension_zip: P
     assert "on purpose" in crashed.stdout
 
 
-def test_panel_driven_for_real_under_xvfb(blender: RealBlender, extension_zip: Path) -> None:
-    """A user's session in the real UI (tests/real_blender_ui.py): every check passes and the console is clean."""
+@pytest.mark.parametrize("workers", [1, 2], ids=["in-process", "2-workers"])
+def test_panel_driven_for_real_under_xvfb(blender: RealBlender, extension_zip: Path, workers: int) -> None:
+    """A user's session in the real UI (tests/real_blender_ui.py): every check passes and the console is clean —
+    rendering in the UI's own process, and with 2 render workers (the running Blender's binary, ``-b``)."""
     script = blender.install(extension_zip)
     count = 8
     targets = generate_targets(blender, script, count)
@@ -214,6 +216,7 @@ def test_panel_driven_for_real_under_xvfb(blender: RealBlender, extension_zip: P
         "screenshot": str(blender.folder / "screen.png"),
         "report": str(blender.folder / "report.json"),
         "timeout": 420,
+        "workers": workers,
     }
     (blender.folder / "config.json").write_text(json.dumps(config))
     display = 100 + os.getpid() % 400
