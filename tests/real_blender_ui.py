@@ -120,6 +120,23 @@ def scene() -> bpy.types.Scene:
     return bpy.context.window_manager.windows[0].scene
 
 
+def workers_left() -> list[str]:
+    """Child processes of this Blender still running (render workers end with their run)."""
+    found = []
+    for task in os.listdir(f"/proc/{os.getpid()}/task"):
+        with open(f"/proc/{os.getpid()}/task/{task}/children") as file:
+            found += file.read().split()
+    return [pid for pid in found if _running(pid)]
+
+
+def _running(pid: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")  # not a zombie waiting to be reaped
+    except OSError:
+        return False
+
+
 def optimize():
     result = call(bpy.ops.scenefit.optimize, "INVOKE_DEFAULT")
     check("Optimize (INVOKE_DEFAULT, as the button) starts a modal run", result == {"RUNNING_MODAL"}, result)
@@ -149,6 +166,7 @@ def scenario():
     settings.output_dir = CONFIG["output"]
     settings.steps, settings.batch_size = 400, 8
     settings.resolution_x = settings.resolution_y = 32
+    settings.workers = CONFIG.get("workers", 1)
     result = call(bpy.ops.scenefit.check_targets)
     current = m("target_check").current(scene())
     check(
@@ -165,7 +183,11 @@ def scenario():
     yield from optimize()
     first = step()
     yield from until(lambda: step() >= first + 2, 120, "progress advances by two steps")
-    check("the scene shows a sample while running", values(scene()) != users, values(scene()))
+    if settings.workers > 1:  # the workers render their snapshots: this Blender renders nothing itself
+        check("render workers are running", len(workers_left()) == settings.workers, workers_left())
+        check("the scene keeps the user's values while workers render", values(scene()) == users, values(scene()))
+    else:
+        check("the scene shows a sample while running", values(scene()) != users, values(scene()))
     redraw()
     result = call(bpy.ops.wm.save_as_mainfile, filepath=CONFIG["saved"], copy=True)
     check("saving during a run", result == {"FINISHED"} and running(), result)
@@ -184,6 +206,7 @@ def scenario():
     check("Esc: the run is stopped", outcome is not None and outcome.status == "stopped", outcome)
     check("Esc: every random property has the user's value again", values(scene()) == users, values(scene()))
     check("Esc: the learned values were written", bool(learned(scene())), learned(scene()))
+    check("Esc: no render worker is left", workers_left() == [], workers_left())
     check("Esc: the panel shows them", all(s.learned for s in scene().scenefit.specs))
     redraw()
 
@@ -222,6 +245,7 @@ def scenario():
     check("Stop ends the run", result == {"FINISHED"} and not running(), result)
     yield 0.5
     check("Stop: every random property has the user's value again", values(scene()) == users, values(scene()))
+    check("Stop: no render worker is left", workers_left() == [], workers_left())
 
     # --- run 3: disabling the extension mid-run; the result survives a later undo ---
     scene().scenefit.seed = 7  # learns other values than run 2
@@ -238,6 +262,7 @@ def scenario():
     addon_utils.enable(MODULE, default_set=True)
     check("enabling it again", MODULE in bpy.context.preferences.addons)
     check("disabling: every random property has the user's value again", values(scene()) == users, values(scene()))
+    check("disabling: no render worker is left", workers_left() == [], workers_left())
     redraw()
     scene().frame_current += 1  # a user edit after the run, then Ctrl+Z
     bpy.ops.ed.undo_push(message="user edit")

@@ -89,6 +89,7 @@ def test_gpu_training_quick_on_the_cpu(tmp_path):
         ("image_pipeline.py", (), "median gap"),
         ("independent_targets.py", (), "SceneFit renders follow"),
         ("objective_lookup.py", (), "worst μ error ÷ tolerance"),
+        ("workers.py", (), "images/s ratio 2 workers / 1 process"),
     ],
 )
 def test_blender_benchmarks_quick(tmp_path, script, args, expected):

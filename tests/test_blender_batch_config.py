@@ -61,6 +61,7 @@ def test_batch_prints_every_setting_then_runs_the_objective_given(scenefit, file
         ("objective", "adversarial"),
         ("device", f"{optimizer.OptimizerConfig(device='auto').torch_device().type} (auto)"),
         ("baseline", baseline),
+        ("workers", "1 (renders in this process)"),
         ("steps", "2"),
         ("batch size", "8"),
         ("seed", "3"),

@@ -198,8 +198,10 @@ def test_batch_exit_codes_in_real_blender(blender: RealBlender, extension_zip: P
     assert "on purpose" in crashed.stdout
 
 
-def test_panel_driven_for_real_under_xvfb(blender: RealBlender, extension_zip: Path) -> None:
-    """A user's session in the real UI (tests/real_blender_ui.py): every check passes and the console is clean."""
+@pytest.mark.parametrize("workers", [1, 2], ids=["in-process", "2-workers"])
+def test_panel_driven_for_real_under_xvfb(blender: RealBlender, extension_zip: Path, workers: int) -> None:
+    """A user's session in the real UI (tests/real_blender_ui.py): every check passes and the console is clean —
+    rendering in the UI's own process, and with 2 render workers (the running Blender's binary, ``-b``)."""
     script = blender.install(extension_zip)
     count = 8
     targets = generate_targets(blender, script, count)
@@ -214,6 +216,7 @@ def test_panel_driven_for_real_under_xvfb(blender: RealBlender, extension_zip: P
         "screenshot": str(blender.folder / "screen.png"),
         "report": str(blender.folder / "report.json"),
         "timeout": 420,
+        "workers": workers,
     }
     (blender.folder / "config.json").write_text(json.dumps(config))
     display = 100 + os.getpid() % 400
@@ -265,3 +268,33 @@ def save_panel_picture(shot: Path, where: dict, target: Path) -> None:
     box = (left, height - (ay + ah), x + w, height - ay)
     target.parent.mkdir(parents=True, exist_ok=True)
     image.crop(box).convert("RGB").quantize(colors=128).save(target, optimize=True)
+
+
+def test_batch_workers_in_real_blender_learn_what_one_process_learns(blender: RealBlender, extension_zip: Path) -> None:
+    """Workers started from a real Blender are that Blender's own binary (``-b``), each on a snapshot of the scene
+    the preset built (never saved by the user): 2 of them learn exactly what one process learns, and none is left."""
+    script = blender.install(extension_zip)
+    targets = generate_targets(blender, script, 8)
+    learned = {}
+    for workers in ("1", "2"):
+        output = blender.folder / f"run{workers}"
+        completed = batch(
+            blender, script, "--config", str(PRESET), "--build-scene", "--targets", str(targets),
+            "--output", str(output), "--steps", "3", "--batch-size", "8", "--resolution", "32", "--workers", workers,
+        )  # fmt: skip
+        assert completed.returncode == 0, completed.stdout[-4000:]
+        assert_clean(completed.stdout)
+        learned[workers] = json.loads((output / "result.json").read_text())
+    assert "workers      2 processes" in completed.stdout
+    assert learned["2"]["parameters"] == learned["1"]["parameters"]
+    assert [e["values"] for e in learned["2"]["history"]] == [e["values"] for e in learned["1"]["history"]]
+    # The root shares this machine's processes (a mount namespace only): none with this test's HOME is left.
+    home = f"HOME={blender.home}".encode()
+    assert not [path.parent.name for path in Path("/proc").glob("[0-9]*/environ") if home in _environment(path)]
+
+
+def _environment(path: Path) -> list[bytes]:
+    try:
+        return path.read_bytes().split(b"\0")
+    except OSError:  # the process ended meanwhile
+        return []

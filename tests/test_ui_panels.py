@@ -157,6 +157,16 @@ def test_settings_recommend_more_steps_for_several_learned_properties(ui, scene)
     assert not [text for text in draw_all().texts() if text.startswith("Recommended:")]
 
 
+def test_settings_offer_render_workers_and_the_run_takes_them(scenefit, ui, scene):
+    blender = scenefit.addon.blender
+    settings = scene.scenefit
+    assert settings.workers == blender.session.RunConfig(specs=[]).workers == 1
+    layout = draw_all()
+    assert ("prop", "workers") in [(call.name, call.args[1]) for call in layout.calls() if call.name == "prop"]
+    settings.workers = 3
+    assert blender.session.RunConfig.from_scene(scene).workers == 3
+
+
 def test_specs_of_every_kind(ui, scene):
     settings = scene.scenefit
     add_specs(ui, scene)

@@ -56,6 +56,9 @@ RUN_FIELDS = {
     "loses at most that much.",
     "overwrite": "Replace a run already in output_dir (else such a folder is refused; resuming its own checkpoint "
     "continues in place).",
+    "workers": "Render processes, each a headless Blender on a snapshot of the scene as the run starts, with "
+    "cores / workers render threads: 1 renders in the running process; 0: what fits the machine (one per two "
+    "cores). The same seed learns the same values whatever the number. Batch --workers overrides it.",
     "resume_settings": "'run': the checkpoint must match this run's specs, distribution kinds, objective and image "
     "size; 'checkpoint': take the checkpoint's own.",
 }
@@ -392,6 +395,7 @@ def schema(package: str) -> dict[str, Any]:
         "checkpoint_seconds": {"type": "number", "minimum": 0.1, "maximum": 86400},
         "overwrite": {"type": "boolean"},
         "resume_settings": {"enum": list(session.RESUME_SETTINGS)},
+        "workers": {"type": "integer", "minimum": 0, "maximum": session.MAX_WORKERS},
     }
     for name, prop in run_props.items():
         if "$ref" not in prop:

@@ -33,6 +33,7 @@ from .render import ENGINES, RenderSettings
 from .sampler import Sampler, bind
 from .session import RunConfig, Session, check_output_folder, engine_distribution
 from .targets import save_image
+from .workers import WorkerPool, open_renderer
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # Signals that stop a run the way Ctrl-C does; the exit code is 128 + the signal's number (130, 143, 129).
@@ -62,6 +63,13 @@ def parser() -> argparse.ArgumentParser:
         "--device",
         choices=DEVICES,
         help="where the objective trains: auto (the default: CUDA if torch has it), cpu, cuda",
+    )
+    parse.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="render processes, each a headless Blender on a snapshot of the scene (1, the default: render in "
+        "this process; 0: what fits the machine)",
     )
     parse.add_argument("--resume", help="checkpoint.pt of an earlier run to continue (its folder: continue in place)")
     parse.add_argument(
@@ -307,6 +315,7 @@ def _config(args: argparse.Namespace, scene: bpy.types.Scene) -> tuple[RunConfig
         "overwrite": True if args.overwrite else None,
         "checkpoint_steps": args.checkpoint_every,
         "checkpoint_seconds": args.checkpoint_seconds,
+        "workers": args.workers,
     }
     config = config.replace(**{k: v for k, v in overrides.items() if v is not None})
     if args.objective is not None:
@@ -347,8 +356,8 @@ def render_truth_targets(
     folder: Path,
 ) -> None:
     """Render ``targets["count"]`` images of the scene with values drawn from the ``truth`` distributions (seeded by
-    ``targets["seed"]``) into ``folder`` as PNG — with clips on, one sub-folder of frames per clip; the scene is
-    restored afterwards."""
+    ``targets["seed"]``) into ``folder`` as PNG — with clips on, one sub-folder of frames per clip — by the run's
+    render workers (target i holds draw i whichever finishes first); the scene is restored afterwards."""
     import torch
 
     from ..engine.distributions import distribution_from_dict
@@ -364,13 +373,24 @@ def render_truth_targets(
         draws[label] = [choices[int(v)] for v in values] if choices is not None else values
     settings = RenderSettings(config.resolution, config.engine, config.samples, config.channels)
     clip = ClipSettings.from_dict(config.clips) if config.clips is not None else None
-    with Sampler(scene, bound, settings, clip) as sampler:
+    sampler = Sampler(scene, bound, settings, clip)
+    renderer = open_renderer(sampler, config.specs, config.workers)
+    try:
         for i in range(targets["count"]):
-            image = sampler.render(i, {label: values[i] for label, values in draws.items()})
-            if clip is None:
-                save_image(image, folder / f"target_{i:04d}.png")
-            else:
-                save_clip(image, folder / f"target_{i:04d}")
+            renderer.submit(i, {label: values[i] for label, values in draws.items()})
+        saved = 0
+        while saved < targets["count"]:
+            for i, image in renderer.collect(timeout=TICK_SECONDS):  # workers: in any order
+                if clip is None:
+                    save_image(image, folder / f"target_{i:04d}.png")
+                else:
+                    save_clip(image, folder / f"target_{i:04d}")
+                saved += 1
+    finally:
+        renderer.close()
+        problems = sampler.restore()
+    if problems:
+        raise SceneFitError("the scene was not fully restored: " + "; ".join(problems))
 
 
 def settings_lines(config: RunConfig, session: Session) -> list[str]:
@@ -388,6 +408,7 @@ def settings_lines(config: RunConfig, session: Session) -> list[str]:
         ("objective", optimizer.config.objective),
         ("device", str(optimizer.device) + (" (auto)" if optimizer.config.device == "auto" else "")),
         ("baseline", optimizer.config.estimator.baseline),
+        ("workers", _workers(session)),
         ("steps", f"{config.steps}" + (f" after the checkpoint's {optimizer.step}" if config.resume else "")),
         ("batch size", str(config.batch_size)),
         ("seed", str(config.seed)),
@@ -407,6 +428,13 @@ def settings_lines(config: RunConfig, session: Session) -> list[str]:
         rows.append((f"spec {spec.label!r}", f"{where} ~ {kind} {values}".rstrip()))
     width = max(len(name) for name, _ in rows)
     return ["scenefit: run settings", *(f"  {name.ljust(width)}  {value}" for name, value in rows)]
+
+
+def _workers(session: Session) -> str:
+    pool = session.renderer
+    if not isinstance(pool, WorkerPool):
+        return "1 (renders in this process)"
+    return f"{pool.count} processes, {pool.threads} render thread(s) each"
 
 
 def _step_line(entry: Mapping[str, Any], goal: int) -> str:

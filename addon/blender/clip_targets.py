@@ -32,7 +32,7 @@ import numpy as np
 from ..engine.errors import TargetError
 from ..engine.images import to_display
 from .clips import ClipSettings
-from .render import _quiet_stdout, read_tga, temp_root
+from .render import quiet_stdout, read_tga, temp_root
 from .targets import IMAGE_SUFFIXES, _read_raw, save_image
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ogv", ".flv", ".wmv")
@@ -172,7 +172,7 @@ class _VideoClip:
         with self._decoder() as (strip, image):
             for index in indices:
                 strip.frame_start = shown - index
-                with _quiet_stdout():
+                with quiet_stdout():
                     bpy.ops.render.render(write_still=True, scene=strip.id_data.name)
                 pixels = read_tga(image)
                 frames.append((np.concatenate([pixels, np.ones_like(pixels[..., :1])], axis=2), False))

@@ -11,7 +11,9 @@ same data set. Output folder layout::
     labels.json                the same rows plus the distribution, seed, source and render settings
 
 Every image is rendered by a :class:`sampler.Sampler` with the run's settings (snapshot first, exact restore
-afterwards, whatever happens), so re-applying a row's values and rendering gives that row's image again.
+afterwards, whatever happens), so re-applying a row's values and rendering gives that row's image again — in this
+process, or with ``workers`` > 1 by render workers (:mod:`workers`) on a snapshot of the scene; either way image n
+holds sample n's values.
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ from .render import RenderSettings, probe_values
 from .sampler import Sampler, bind
 from .session import RunConfig, SpecConfig, engine_distribution
 from .targets import save_image
+from .workers import InProcess, WorkerPool, open_renderer
 
+WORKER_WAIT_S = 0.05  # how long a step waits for the workers' next images (the UI stays live meanwhile)
 FORMAT = "scenefit-dataset"
 VERSION = 1
 IMAGES = "images"
@@ -122,7 +126,8 @@ def result_distributions(path: str | Path) -> dict[str, dict[str, Any]]:
 
 
 class DatasetGenerator:
-    """Renders a data set one image per :meth:`step` (the UI calls it from a timer, scripts through :meth:`run`).
+    """Renders a data set one image per :meth:`step` (the UI calls it from a timer, scripts through :meth:`run`);
+    with ``workers`` > 1 a step saves the images the workers finished meanwhile (possibly none).
 
     ``distributions`` (label → distribution in spec form) replaces the specs' own for the labels it names; every
     spec's label must be covered by one or the other. Nothing is touched before :meth:`start` has validated
@@ -141,6 +146,7 @@ class DatasetGenerator:
         source: str = "initial",
         overwrite: bool = False,
         clip: ClipSettings | None = None,
+        workers: int = 1,
     ) -> None:
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ConfigError(f"a data set needs a positive number of images, got {count!r}")
@@ -158,16 +164,18 @@ class DatasetGenerator:
         self.source = source
         self.overwrite = overwrite
         self.clip = clip  # clip mode: each "image" is a clip, written as a sub-folder of frames (clip_targets)
-        self.rows: list[dict[str, Any]] = []
+        self.workers = workers  # RunConfig.workers: 1 renders in this process
+        self.rows: list[dict[str, Any]] = []  # in sample order
         self._draws: list[dict[str, Any]] = []
         self._space: dict[str, dict[str, Any]] = {}
-        self._sampler: Sampler | None = None
+        self._sampler: Sampler | None = None  # restored when the data set ends (entered unless workers render)
+        self._renderer: InProcess | WorkerPool | None = None  # while rendering
         self._started_at = 0.0
         self._seconds = 0.0
 
     @property
     def running(self) -> bool:
-        return self._sampler is not None
+        return self._renderer is not None
 
     def start(self) -> None:
         """Resolve the specs, sample every image's values and prepare the folder (raising before anything in the
@@ -191,7 +199,10 @@ class DatasetGenerator:
             {label: (prop, probe_values(engine_space[label], choices[label])) for label, prop in bound.items()}
         )
         self._prepare_folder()
-        self._sampler = sampler.__enter__()
+        self._sampler = sampler
+        self._renderer = open_renderer(sampler, self.specs, self.workers)
+        for index, values in enumerate(self._draws):
+            self._renderer.submit(index, values)
         self._started_at = time.perf_counter()
 
     def step(self) -> bool:
@@ -199,16 +210,15 @@ class DatasetGenerator:
         if not self.running:
             return False
         try:
-            index = len(self.rows)
-            values = self._draws[index]
-            rendered = self._sampler.render(index, values)
-            if self.clip is None:
-                image = f"{IMAGES}/{index:05d}.png"
-                save_image(rendered, self.folder / image)
-            else:
-                image = f"{IMAGES}/{index:05d}"
-                save_clip(rendered, self.folder / image)
-            self.rows.append({"image": image, "sample": index, "values": values})
+            for index, rendered in self._renderer.collect(timeout=WORKER_WAIT_S):
+                if self.clip is None:
+                    image = f"{IMAGES}/{index:05d}.png"
+                    save_image(rendered, self.folder / image)
+                else:
+                    image = f"{IMAGES}/{index:05d}"
+                    save_clip(rendered, self.folder / image)
+                self.rows.append({"image": image, "sample": index, "values": self._draws[index]})
+            self.rows.sort(key=lambda row: row["sample"])  # workers finish in any order
         except BaseException:
             self.stop()
             raise
@@ -285,11 +295,13 @@ class DatasetGenerator:
             raise ConfigError(f"cannot prepare the data set folder {self.folder}: {error.strerror}") from None
 
     def _restore(self) -> list[str]:
-        if self._sampler is None:
+        if self._renderer is None:
             return []
         self._seconds = time.perf_counter() - self._started_at
         problems = self._sampler.restore()
         self._sampler = None
+        self._renderer.close()
+        self._renderer = None
         return problems
 
     def _write_labels(self) -> None:
@@ -381,7 +393,16 @@ def generate_for_run(
     distributions = source_distributions(source, config.specs, preset)
     name = Path(source).name if source.endswith(".json") else source
     return DatasetGenerator(
-        scene, config.specs, config.output_dir, count, seed, settings, distributions, name, clip=clip
+        scene,
+        config.specs,
+        config.output_dir,
+        count,
+        seed,
+        settings,
+        distributions,
+        name,
+        clip=clip,
+        workers=config.workers,
     ).run()
 
 
@@ -479,6 +500,7 @@ class SCENEFIT_OT_generate_dataset(bpy.types.Operator):
                 self.source.lower(),
                 self.overwrite,
                 ClipSettings.from_dict(config.clips) if config.clips is not None else None,
+                config.workers,
             )
             generator.start()
         except SceneFitError as error:

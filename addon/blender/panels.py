@@ -383,6 +383,7 @@ class SCENEFIT_PT_settings(_SceneFitPanel, bpy.types.Panel):
         sub.prop(settings, "resolution_y", text="Y")
         col.prop(settings, "render_engine")
         col.prop(settings, "samples")
+        col.prop(settings, "workers")
         col.separator()
         col.prop(settings, "use_clips")
         sub = col.column(align=True)

@@ -243,6 +243,14 @@ class SCENEFIT_Settings(bpy.types.PropertyGroup):
         items=DEVICE_ITEMS,
         default="auto",  # OptimizerConfig's device
     )
+    workers: bpy.props.IntProperty(
+        name="Workers",
+        description="Render processes (headless Blenders, each on a snapshot of the scene): 1 renders in this "
+        "Blender; 0: what fits the machine, one per two cores",
+        default=1,  # RunConfig's workers
+        min=0,
+        max=256,  # session.MAX_WORKERS
+    )
     batch_size: bpy.props.IntProperty(
         name="Batch size",
         description="Renders per optimization step",

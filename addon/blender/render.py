@@ -174,7 +174,7 @@ class RenderOverride:
             raise RenderError("render() called outside the RenderOverride context")
         self._path.unlink(missing_ok=True)
         try:
-            with _quiet_stdout():
+            with quiet_stdout():
                 result = bpy.ops.render.render(write_still=True, scene=self.scene.name)
         except RuntimeError as error:
             message = str(error).strip().removeprefix("Error: ").splitlines()[0]
@@ -337,9 +337,10 @@ def read_tga(path: Path) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _quiet_stdout() -> Iterator[None]:
+def quiet_stdout() -> Iterator[None]:
     """Silence Blender's per-render status lines ("Saved: …/render.tga", "Time: …"), in the UI as in background
-    mode: a run renders thousands of images, and batch prints one line per step.
+    mode: a run renders thousands of images, and batch prints one line per step (the workers' snapshot is saved
+    quietly too).
 
     They are written by C code straight to file descriptor 1, so sys.stdout cannot catch them; errors still
     arrive as exceptions and on stderr.

@@ -41,6 +41,7 @@ from .render import ENGINES, RenderSettings, learned_probes, scene_output_size
 from .report import RunReport
 from .sampler import Sampler, bind
 from .targets import TargetReport, load_targets
+from .workers import InProcess, WorkerPool, open_renderer
 
 # How often result.json is rewritten during a run at most (custom properties follow every parameter step).
 RESULT_INTERVAL_S = 1.0
@@ -49,6 +50,7 @@ MAX_INT = 2**31 - 1
 # resume_settings: "run" — the checkpoint must match this run's specs, kinds, objective and image size;
 # "checkpoint" — take the checkpoint's own (said in Session.notes).
 RESUME_SETTINGS = ("run", "checkpoint")
+MAX_WORKERS = 256  # render processes a run may start
 # The files a run writes into its output folder (a folder holding any of them holds a run).
 RUN_FILES = ("result.json", "checkpoint.pt", "targets.png", "parameters.png", "losses.png", "progress.gif")
 RUN_FILE_PATTERNS = ("samples_*.png", "*.tmp")
@@ -95,6 +97,9 @@ class RunConfig:
     checkpoint_seconds: float = 30.0
     overwrite: bool = False  # replace the run already in output_dir (else such a folder is refused)
     resume_settings: str = "run"  # see RESUME_SETTINGS
+    # Render processes (workers.WorkerPool): 1 renders in this process; 0: what fits the machine
+    # (workers.worker_count).
+    workers: int = 1
 
     def __post_init__(self) -> None:
         self.specs = [s if isinstance(s, SpecConfig) else _spec_from_dict(s) for s in self.specs]
@@ -104,6 +109,7 @@ class RunConfig:
             _check_int(name, getattr(self, name), 2 if name == "batch_size" else 1)
         _check_int("seed", self.seed, 0)
         _check_int("checkpoint_steps", self.checkpoint_steps, 0)
+        _check_int("workers", self.workers, 0, MAX_WORKERS)
         seconds = self.checkpoint_seconds
         if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real) or not 0.1 <= seconds <= 86400:
             raise ConfigError(f"checkpoint_seconds must be a number of seconds in 0.1–86400, got {quote(seconds)}")
@@ -242,6 +248,7 @@ class RunConfig:
             ),
             checkpoint_steps=settings.checkpoint_steps,
             checkpoint_seconds=settings.checkpoint_seconds,
+            workers=settings.workers,
         )
 
     def in_free_folder(self) -> RunConfig:
@@ -380,10 +387,11 @@ class Session:
         self.renders = 0
         self.warnings: list[str] = []  # said once each, in the panel, the batch log and result.json
         self.render_settings: RenderSettings | None = None  # what training renders are made with, once started
-        self.sampler: Sampler | None = None  # renders the run's samples, once started
+        self.sampler: Sampler | None = None  # the run's, once started: it renders unless workers do
+        self.renderer: InProcess | WorkerPool | None = None  # where samples go to be rendered, once started
         self._thread: Any = None
         self._batch: list[Any] = []
-        self._images: list[Any] = []
+        self._images: dict[int, Any] = {}  # sample id → image, of the batch being rendered
         self._rendered: tuple[list[int], list[Any]] | None = None  # a rendered batch waiting to go to training
         self._batches_asked = 0
         self._reported = 0
@@ -434,8 +442,8 @@ class Session:
         from ..engine.training import TrainingThread
 
         try:  # from here on the scene changes: whatever is raised, it is put back first
-            self.sampler = sampler
-            sampler.__enter__()
+            self.sampler = sampler  # restored at the end (nothing to restore when workers render a snapshot)
+            self.renderer = open_renderer(sampler, config.specs, config.workers)
             self._thread = TrainingThread(self.optimizer)
             self._thread.start()
             self._reported = len(self.optimizer.history)  # a resumed run reports only its own steps
@@ -625,7 +633,9 @@ class Session:
                 if self._batches_asked < self.config.steps:
                     self._batch = self.optimizer.ask(self.config.batch_size)
                     self._batches_asked += 1
-                    self._images = []
+                    self._images = {}
+                    for sample in self._batch:
+                        self.renderer.submit(sample.id, self._scene_values(sample.values))
                 if self._rendered is not None:
                     self._thread.submit(*self._rendered)
                     self._rendered = None
@@ -633,13 +643,17 @@ class Session:
                     idle = self._thread.wait_idle(timeout=self.tick_seconds)
                     self._publish()
                     return idle
-            sample = self._batch[len(self._images)]
-            self._images.append(self.sampler.render(sample.id, self._scene_values(sample.values)))
-            self.renders += 1
+            # Images arrive in any order (workers); the batch goes on in the order it was asked.
+            for sample_id, image in self.renderer.collect(timeout=max(0.0, deadline - time.perf_counter())):
+                self._images[sample_id] = image
+                self.renders += 1
+            for problem in self.renderer.problems:
+                self._warn(problem)
             if len(self._images) == len(self._batch):
-                self._rendered = ([s.id for s in self._batch], self._images)
-                self.report.batch(self._batches_asked, self._images, self.renders)
-                self._batch, self._images = [], []
+                images = [self._images[sample.id] for sample in self._batch]
+                self._rendered = ([sample.id for sample in self._batch], images)
+                self.report.batch(self._batches_asked, images, self.renders)
+                self._batch, self._images = [], {}
             if time.perf_counter() >= deadline:
                 self._publish()
                 return False
@@ -754,6 +768,9 @@ class Session:
         finally:
             problems = self.sampler.restore() if self.sampler else []
             self.sampler = None
+            if self.renderer is not None:
+                self.renderer.close()  # no worker outlives its run
+                self.renderer = None
             message = {"finished": "Finished", "stopped": "Stopped"}.get(self.status, f"Failed: {cut(str(self.error))}")
             if failures and self.error is not failures[0]:
                 message += f" — results not written: {cut(str(failures[0]))}"

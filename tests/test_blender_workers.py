@@ -1,0 +1,253 @@
+"""Render workers: a run rendered by N headless Blender processes learns exactly what the in-process run learns for
+the same seed, survives a worker that crashes or hangs, fails with the reason when a worker cannot start, and
+leaves no process behind however it ends."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.blender_scenes import diff, scene_state
+from tests.test_blender_batch import (  # noqa: F401  (files: a fixture)
+    TIMEOUT_S,
+    files,
+    render_folders,
+    run_batch,
+    start_batch,
+    wait_for_step,
+)
+from tests.test_blender_session import _ended_cleanly, blender, scene, targets_dir, yaw_config  # noqa: F401  (fixtures)
+
+STEPS, BATCH = 4, 8
+
+
+@pytest.fixture
+def workers(scenefit):
+    return importlib.import_module(f"{scenefit.__name__}.addon.blender.workers")
+
+
+def children() -> set[int]:
+    """This process's child processes and theirs (Linux /proc)."""
+    return set(descendants(os.getpid()))
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] if Path(f"/proc/{pid}").exists() else ""
+    return state not in ("Z", "X", "")
+
+
+def learned(
+    blender,  # noqa: F811
+    scene,  # noqa: F811
+    targets_dir,  # noqa: F811
+    output: Path,
+    workers: int,
+    during_step=None,
+    steps: int = STEPS,
+) -> tuple[list, list[str]]:  # noqa: F811
+    """The yaw values of every step of a short Workbench run with ``workers`` render processes, and the run's
+    warnings; ``during_step`` (session, step) is called as each step is reported."""
+    config = yaw_config(blender, targets_dir, output, steps=steps, batch_size=BATCH, workers=workers)
+    holder = {}
+
+    def on_step(entry):
+        if during_step is not None:
+            during_step(holder["session"], entry["step"])
+
+    session = blender.session.Session(scene, config, tick_seconds=0.2, on_step=on_step)
+    holder["session"] = session
+    before_children = children()
+    session.start()
+    pids = session.renderer.pids if workers > 1 else []
+    assert len(pids) == workers or workers == 1
+    while session.step():
+        pass
+    assert session.status == "finished"
+    assert not any(alive(pid) for pid in pids) and children() <= before_children  # no worker outlives its run
+    assert render_folders(os.getpid()) == []  # nor its snapshot
+    return [entry["values"]["yaw"] for entry in session.optimizer.history], session.warnings
+
+
+@pytest.mark.slow
+def test_one_and_two_workers_learn_the_same_values_for_a_seed(blender, scene, targets_dir, tmp_path):  # noqa: F811
+    in_process, _ = learned(blender, scene, targets_dir, tmp_path / "one", workers=1)
+    two, _ = learned(blender, scene, targets_dir, tmp_path / "two", workers=2)
+    assert len(in_process) == STEPS and two == in_process
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["crash", "hang", "crash and no restart"])
+def test_a_worker_that_crashes_or_hangs_is_restarted_and_the_run_learns_the_same(
+    blender,  # noqa: F811
+    scene,  # noqa: F811
+    targets_dir,  # noqa: F811
+    workers,
+    tmp_path,
+    monkeypatch,
+    fault,
+):
+    import bpy
+
+    before = scene_state(bpy, scene)
+    monkeypatch.setattr(workers, "MIN_IMAGE_TIMEOUT_S", 3.0)
+    hit = []
+
+    def strike(session, step):
+        if step == 1 and not hit:
+            if fault == "crash and no restart":  # the restarted worker cannot start: the other renders the rest
+                broken = [sys.executable, "-c", "import sys; sys.exit('out of licences')"]
+                monkeypatch.setattr(session.renderer, "_command", broken)
+            pid = session.renderer.pids[0]
+            os.kill(pid, signal.SIGSTOP if fault == "hang" else signal.SIGKILL)
+            hit.append(pid)
+
+    # Without a restart, steps enough that the other worker is still rendering when the failed start is seen.
+    steps = 2 * STEPS if fault == "crash and no restart" else STEPS
+    reference, _ = learned(blender, scene, targets_dir, tmp_path / "reference", workers=1, steps=steps)
+    struck, warnings = learned(
+        blender, scene, targets_dir, tmp_path / "struck", workers=2, during_step=strike, steps=steps
+    )
+    assert hit and not alive(hit[0]) and struck == reference
+    assert diff(before, scene_state(bpy, scene)) == []
+    if fault == "crash and no restart":
+        assert len(warnings) == 1 and "out of licences; the run goes on with 1 worker(s)" in warnings[0]
+    else:
+        assert warnings == []
+
+
+def test_a_worker_that_cannot_start_fails_the_run_with_its_reason(
+    blender,  # noqa: F811
+    scene,  # noqa: F811
+    targets_dir,  # noqa: F811
+    workers,
+    tmp_path,
+    monkeypatch,
+):
+    import bpy
+
+    before = scene_state(bpy, scene)
+    broken = [sys.executable, "-c", "import sys; sys.exit('no Blender here')"]
+    monkeypatch.setattr(workers, "worker_command", lambda: broken)
+    config = yaw_config(blender, targets_dir, tmp_path / "out", steps=STEPS, batch_size=BATCH, workers=2)
+    session = blender.session.Session(scene, config)
+    before_children = children()
+    session.start()
+    with pytest.raises(blender.errors.RenderError, match="render worker . failed: it exited with code 1.*no Blender"):
+        while session.step():
+            pass
+    _ended_cleanly(bpy, scene, before, session, "failed")
+    assert children() <= before_children and render_folders(os.getpid()) == []
+
+
+def test_no_blender_binary_is_named(blender, workers):  # noqa: F811
+    with pytest.raises(blender.errors.RenderError, match="no Blender binary for the render workers: /nowhere"):
+        workers.worker_command("/nowhere/blender")
+
+
+def batch_learned(files, name: str, workers: int) -> tuple[dict, str]:  # noqa: F811  (the fixture)
+    """result.json and stdout of a 3-step batch run with ``--workers``."""
+    output = files["tmp"] / name
+    done = run_batch(
+        files["tmp"],
+        files["blend"],
+        *("--config", files["config"], "--targets", files["targets"], "--output", output),
+        *("--steps", "3", "--seed", "5", "--workers", str(workers)),
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads((output / "result.json").read_text()), done.stdout
+
+
+@pytest.mark.slow
+def test_batch_workers_1_and_2_learn_the_same_values(files):  # noqa: F811  (the fixture)
+    one, _ = batch_learned(files, "one", 1)
+    two, printed = batch_learned(files, "two", 2)
+    assert "workers      2 processes" in printed and two["config"]["workers"] == 2
+    assert "Saved copy" not in printed  # the snapshot is saved quietly: stdout is one line per step
+    assert [entry["values"] for entry in two["history"]] == [entry["values"] for entry in one["history"]]
+    assert two["parameters"] == one["parameters"] and two["renders"] == one["renders"] == 24
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL])
+def test_a_batch_run_stopped_or_killed_leaves_no_worker(files, signum):  # noqa: F811  (the fixture)
+    tmp = files["tmp"]
+    process = start_batch(files, tmp / "out", "--steps", "1000", "--workers", "2")
+    try:
+        wait_for_step(process, 2)
+        workers = descendants(process.pid)
+        assert len(workers) == 2
+        process.send_signal(signum)
+        process.communicate(timeout=TIMEOUT_S)
+    finally:
+        process.kill()
+    assert process.returncode == (130 if signum == signal.SIGINT else -signal.SIGKILL)
+    deadline = time.monotonic() + 10  # the kernel ends a killed run's workers (PR_SET_PDEATHSIG) at once
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in workers)
+    if signum == signal.SIGINT:
+        assert json.loads((tmp / "out" / "result.json").read_text())["status"] == "stopped"
+
+
+def descendants(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            found += [int(child), *descendants(int(child))]
+    return found
+
+
+@pytest.mark.slow
+def test_a_data_set_and_truth_targets_from_two_workers_are_the_in_process_ones(scenefit, tmp_path):
+    """The supershape preset: the worker needs the extension's own properties and update handlers."""
+    import bpy
+
+    def module(name):
+        return importlib.import_module(f"{scenefit.__name__}.addon.{name}")
+
+    preset = module("engine.presets").load_preset(Path(__file__).parent.parent / "presets" / "supershape_density.json")
+    supershape_scene = bpy.context.scene
+    module("blender.presets").apply_preset(preset, supershape_scene)
+    config = module("blender.session").RunConfig.from_scene(supershape_scene)
+    specs = config.specs
+    settings = module("blender.render").RenderSettings((32, 32), "BLENDER_WORKBENCH", 1)
+    shape = bpy.data.objects["Supershape"].supershape
+    before = (shape.m1, shape.m2, supershape_scene.render.resolution_x, supershape_scene.render.engine)
+    made = {}
+    for workers in (1, 2):
+        folder = tmp_path / f"set{workers}"
+        generator = module("blender.dataset").DatasetGenerator(
+            supershape_scene, specs, folder, 6, seed=4, settings=settings, workers=workers
+        )
+        made[workers] = generator.run()
+        after = (shape.m1, shape.m2, supershape_scene.render.resolution_x, supershape_scene.render.engine)
+        assert made[workers].complete and after == before
+    assert [row["values"] for row in made[2].rows] == [row["values"] for row in made[1].rows]
+    for one, two in zip(made[1].images, made[2].images, strict=True):
+        assert one.read_bytes() == two.read_bytes(), one.name
+    assert (tmp_path / "set1" / "labels.csv").read_text() == (tmp_path / "set2" / "labels.csv").read_text()
+
+    truth = config.replace(resolution=(32, 32), engine="BLENDER_WORKBENCH", samples=1)
+    for workers in (1, 2):
+        module("blender.batch").render_truth_targets(
+            supershape_scene,
+            truth.replace(workers=workers),
+            preset.truth(),
+            {"count": 5, "seed": 2},
+            tmp_path / f"t{workers}",
+        )
+    targets = {workers: sorted((tmp_path / f"t{workers}").iterdir()) for workers in (1, 2)}
+    assert len(targets[1]) == 5 and [p.read_bytes() for p in targets[1]] == [p.read_bytes() for p in targets[2]]
+    after = (shape.m1, shape.m2, supershape_scene.render.resolution_x, supershape_scene.render.engine)
+    assert after == before
