@@ -1,10 +1,11 @@
 """A real two-node Ray cluster on this machine, for the Ray tests (imported as ``tests.ray_cluster``).
 
-``two_node_cluster()`` makes two network namespaces of its own (``sf-head-<pid>``, ``sf-work-<pid>``) joined by a
-veth pair whose addresses (10.203.0.1/24, 10.203.0.2/24) exist only inside them, starts a Ray head node in the
+``two_node_cluster()`` makes two network namespaces of its own (``sf-head-<pid>x<n>``, ``sf-work-<pid>x<n>``) joined
+by a veth pair whose addresses (10.203.0.1/24, 10.203.0.2/24) exist only inside them, starts a Ray head node in the
 first and a worker node in the second (one CPU each, plus the custom resource ``scenefit_worker`` on the worker
 only, so that a task can be pinned to the other host), and yields a ``RayCluster``. On every ending (a normal exit,
-a failed test, KeyboardInterrupt) it ends every process inside the two namespaces by its pid and deletes them.
+a failed test, KeyboardInterrupt, SIGTERM) it ends every process inside the two namespaces by its pid and deletes
+them; after SIGKILL, where no code runs, the next cluster removes the namespaces whose pid no longer lives.
 Needs root (``ip netns``) and Ray in the running Python's environment.
 """
 
@@ -19,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -148,6 +150,18 @@ def _sweep_stale() -> None:
             _remove([name])
 
 
+def _interrupt_on_sigterm():
+    """SIGTERM (a CI job cancelled, ``kill``) raises KeyboardInterrupt as Ctrl-C does, so the teardown runs; returns
+    the handler it replaced, or None off the main thread, where Python cannot set one."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, interrupt)
+
+
 @contextlib.contextmanager
 def two_node_cluster() -> Iterator[RayCluster]:
     _sweep_stale()
@@ -156,6 +170,7 @@ def two_node_cluster() -> Iterator[RayCluster]:
     names = [head, worker]
     temp = Path(tempfile.mkdtemp(prefix=f"sfray{tag}-", dir="/tmp"))
     cluster = RayCluster(address=f"{HEAD_IP}:{PORT}", head=head, worker=worker, temp=temp)
+    previous = _interrupt_on_sigterm()
     try:
         for name in names:
             _ip("netns", "add", name)
@@ -180,5 +195,9 @@ def two_node_cluster() -> Iterator[RayCluster]:
         cluster.pids()
         yield cluster
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the teardown short
         cluster.pids()
         _remove([worker, head], temp)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -185,8 +185,10 @@ with two_node_cluster() as c:
 
 
 @needs_cluster
-def test_keyboard_interrupt_leaves_no_process():
-    """A run interrupted (Ctrl-C) while the cluster is up still ends every process of it and deletes the namespaces."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupted_run_leaves_no_process(signum):
+    """A run interrupted (Ctrl-C, or SIGTERM as a cancelled CI job gets) while the cluster is up still ends every
+    process of it and deletes the namespaces."""
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD.format(root=str(ROOT))], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -194,7 +196,7 @@ def test_keyboard_interrupt_leaves_no_process():
         line = child.stdout.readline()
         assert line, child.stderr.read()[-4000:]
         state = json.loads(line)
-        child.send_signal(signal.SIGINT)
+        child.send_signal(signum)
         child.wait(timeout=120)
     finally:
         if child.poll() is None:
