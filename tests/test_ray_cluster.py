@@ -167,6 +167,40 @@ def test_addresses_inside_the_cluster_network(cluster):
         assert "'scenefit_worker': 1.0" in joined.stdout and f"'node:{WORKER_IP}': 1.0" in joined.stdout
 
 
+HOLDING_DRIVER = """
+import os, sys, time, ray
+ray.init(address=sys.argv[1], log_to_driver=False)
+@ray.remote(num_cpus=1, resources={"scenefit_worker": 1})
+class Worker:
+    def pid(self):
+        import bpy  # a bpy-module process, as the batch workers will be
+        return os.getpid(), bpy.app.version_string
+print(*ray.get(Worker.remote().pid.remote()), sep="|", flush=True)
+time.sleep(600)
+"""
+
+
+@needs_cluster
+def test_actor_ends_when_its_driver_is_killed(cluster):
+    """A driver killed outright (SIGKILL: no code of its runs) leaves no actor process behind on the worker node."""
+    driver = subprocess.Popen(
+        ["ip", "netns", "exec", cluster.head, cluster.python, "-c", HOLDING_DRIVER, cluster.address],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        line = driver.stdout.readline()
+        assert line, driver.stderr.read()[-4000:]
+        pid, version = line.strip().split("|")
+        assert int(pid) in _netns_pids(cluster.worker) and version.startswith("4.")
+    finally:
+        driver.kill()
+        driver.wait()
+    deadline = time.monotonic() + 30
+    while _alive(int(pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(int(pid))  # measured: gone 0.2 s after the driver
+
+
 @needs_cluster
 def test_teardown_leaves_no_process():
     with two_node_cluster() as running:
