@@ -161,7 +161,7 @@ def test_addresses_inside_the_cluster_network(cluster):
         r"The Ray cluster at 10\.203\.0\.9:6379 is unreachable: (no route to host|no answer within 5 s)\.",
         silent.stderr.strip(),
     ), silent.stderr
-    for address in (cluster.address, "auto"):  # auto: found from the worker's host, as `ray start` recorded it
+    for address in (cluster.address, "auto"):  # auto: Ray's process scan finds the head's GCS server
         joined = cluster.run(cluster.worker, [cluster.python, "tools/ray_check.py", address], cwd=str(ROOT))
         assert joined.returncode == 0, joined.stderr[-4000:]
         assert "'scenefit_worker': 1.0" in joined.stdout and f"'node:{WORKER_IP}': 1.0" in joined.stdout
