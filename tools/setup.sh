@@ -20,4 +20,6 @@ fi
 if [[ ! -x .venv/bin/python ]]; then
   "$python" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+# Ray, the optional extra of batch `--ray` (requirements-ray.txt), belongs to the development environment so that
+# the two-node cluster tests (marker ray) run wherever the suite does; the extension itself never imports it.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -r requirements-ray.txt
