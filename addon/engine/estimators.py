@@ -162,8 +162,8 @@ def _per_property_advantages(rewards: torch.Tensor, features: list[torch.Tensor]
     properties' draws (a ridge regression on their features, with an intercept).
 
     A reward mixes what every property's draw did to the image; for property k, the part that the others explain
-    is noise in its gradient — with a sun's strength and a colour channel in one scene the strength dwarfs the
-    colour, and the colour's σ wandered at 1.9× the truth. The prediction never looks at property k's own draw nor
+    is noise in its gradient (a sun's strength dwarfs a colour channel learned beside it: bench/README.md,
+    "Several properties at once"). The prediction never looks at property k's own draw nor
     at sample i's reward, so it is a baseline (the gradient stays unbiased; property draws are independent). With
     one property it is the leave-one-out mean.
     """

@@ -189,9 +189,9 @@ class OptimizerConfig:
         leave-one-out baseline with normalised advantages gives each step a well-scaled, low-variance direction from
         the first batch on (no warm-up gap as in blendtorch). With the energy distance the baseline is per property
         (``"per-property"``: each property's advantage also leaves out what the other properties' draws explain of
-        the reward), which brought a base colour's red channel, learned beside a sun's strength that dwarfs it in
-        the image, from σ/σ* 1.85 to 1.48 on the lookup table of that scene (bench/README.md); with one property it
-        is the leave-one-out baseline. The step halves every 45 parameter steps with the
+        the reward): a base colour's red channel learned beside a sun's strength that dwarfs it in the image ended
+        at σ/σ* 1.12 instead of 1.93 (with the 150 steps a run of two properties gets, bench/README.md); with one
+        property it is the leave-one-out baseline. The step halves every 45 parameter steps with the
         energy distance — its σ settles from above after the travel widened it, and at 30 the steps stopped before
         it had (Meta-Sim's yaw σ/σ* 2.4 against 1.3) — and every 30 with the adversarial objectives, whose σ
         narrowed and μ settled later with longer half-lives (supershape demo, bench/README.md). Those also report
