@@ -54,3 +54,14 @@ def scenefit(installed):
         addon_utils.enable(EXTENSION_MODULE, default_set=True)
     bpy.ops.wm.read_homefile(use_empty=True)
     yield installed
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (deterministic and fast on a shared machine), restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

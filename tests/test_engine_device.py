@@ -6,41 +6,19 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
-from addon.engine import synthetic
-from addon.engine.distributions import LogNormal, ParameterSpace
 from addon.engine.errors import ConfigError
 from addon.engine.objectives import ObjectiveConfig, make_objective
 from addon.engine.optimizer import AskTellOptimizer, OptimizerConfig, read_checkpoint
+from tests.engine_supershape import SIZE, make_space, render, targets
 
-SIZE = 32
 OBJECTIVES = ("energy", "adversarial", "wgan-gp", "mmd")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.cuda.is_available())")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def make_space() -> ParameterSpace:
-    return ParameterSpace({"m1": LogNormal(1.2, 0.4), "m2": LogNormal(3.0, 0.4)})
-
-
-def targets(n: int = 16) -> np.ndarray:
-    truth = ParameterSpace({"m1": LogNormal(2.25, 0.1), "m2": LogNormal(2.25, 0.1)})
-    raw = truth.sample(n, torch.Generator().manual_seed(7))
-    return np.stack([synthetic.supershape(truth.decode(row), SIZE) for row in raw])
-
-
-def render(samples) -> tuple[list[int], list[np.ndarray]]:
-    return [s.id for s in samples], [synthetic.supershape(s.values, SIZE) for s in samples]
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tensors(state) -> list[torch.Tensor]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from addon.engine import diagnostics, synthetic
 from addon.engine.distributions import Normal, ParameterSpace
@@ -45,14 +44,6 @@ def test_energy_is_saturated_when_its_separation_stays_high_and_does_not_fall():
 def test_the_warning_names_what_to_check(objective):
     for setting in ("engine", "samples", "resolution", "colour management"):
         assert setting in diagnostics.saturation_warning(objective)
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_a_discriminator_that_wins_a_whole_window_stops_training_until_the_gap_closes(one_thread):

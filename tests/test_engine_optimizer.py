@@ -11,40 +11,18 @@ import numpy as np
 import pytest
 import torch
 
-from addon.engine import synthetic
 from addon.engine.distributions import LogNormal, Normal, ParameterSpace
 from addon.engine.errors import ConfigError, TargetError, TrainingError
 from addon.engine.estimators import EstimatorConfig
 from addon.engine.optimizer import AskTellOptimizer, OptimizerConfig
+from tests.engine_supershape import SIZE, make_space, render, targets
 
-SIZE = 32
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def make_space() -> ParameterSpace:
-    return ParameterSpace({"m1": LogNormal(1.2, 0.4), "m2": LogNormal(3.0, 0.4)})
-
-
-def targets(n: int = 16) -> np.ndarray:
-    truth = ParameterSpace({"m1": LogNormal(2.25, 0.1), "m2": LogNormal(2.25, 0.1)})
-    raw = truth.sample(n, torch.Generator().manual_seed(7))
-    return np.stack([synthetic.supershape(truth.decode(row), SIZE) for row in raw])
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_optimizer(config: OptimizerConfig | None = None, **overrides) -> AskTellOptimizer:
     config = config or OptimizerConfig.default(batch_size=8)
     return AskTellOptimizer(make_space(), targets(), config.replace(**overrides))
-
-
-def render(samples) -> tuple[list[int], list[np.ndarray]]:
-    return [s.id for s in samples], [synthetic.supershape(s.values, SIZE) for s in samples]
 
 
 def learning_state(optimizer: AskTellOptimizer) -> dict:

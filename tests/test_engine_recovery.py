@@ -21,12 +21,7 @@ from addon.engine.presets import recommended_steps
 SIZE = 32
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def render_targets(truth: ParameterSpace, n: int, render: Callable, seed: int) -> np.ndarray:
