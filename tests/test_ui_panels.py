@@ -155,6 +155,8 @@ def test_settings_recommend_more_steps_for_several_learned_properties(ui, scene)
     assert f"Recommended: {100 + 50 * (learned - 1)} steps" in draw_all().texts()
     settings.steps = 100 + 50 * (learned - 1)
     assert not [text for text in draw_all().texts() if text.startswith("Recommended:")]
+    settings.steps, settings.objective = 60, "adversarial"  # a preset of another objective brings its own steps
+    assert not [text for text in draw_all().texts() if text.startswith("Recommended:")]
 
 
 def test_settings_offer_render_workers_and_the_run_takes_them(scenefit, ui, scene):

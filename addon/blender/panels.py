@@ -373,8 +373,9 @@ class SCENEFIT_PT_settings(_SceneFitPanel, bpy.types.Panel):
         col.prop(settings, "device")
         col.prop(settings, "batch_size")
         col.prop(settings, "steps")
+        # Measured with the energy distance's defaults; presets of the other objectives bring their own steps.
         learned = sum(spec.learn for spec in settings.specs)
-        if settings.steps < recommended_steps(learned):
+        if settings.objective == "energy" and learned > 1 and settings.steps < recommended_steps(learned):
             col.label(text=f"Recommended: {recommended_steps(learned)} steps", icon="INFO")
         col.prop(settings, "seed")
         col.separator()

@@ -260,8 +260,8 @@ class SCENEFIT_Settings(bpy.types.PropertyGroup):
     )
     steps: bpy.props.IntProperty(
         name="Steps",
-        description="Optimization steps (each renders one batch). Recommended: 100 for one learned property and 50 "
-        "more for each further one (the panel says when there are fewer)",
+        description="Optimization steps (each renders one batch). With the energy distance 100 are recommended for "
+        "one learned property and 50 more for each further one (the panel says when there are fewer)",
         default=100,
         min=1,
     )
