@@ -189,6 +189,11 @@ class Objective:
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         self._rng = torch.Generator().manual_seed(seed)
         self._batch_cache: tuple[Any, float, Any] | None = None
+        self._build(generator)
+
+    def _build(self, generator: torch.Generator) -> None:
+        """What a kind of objective adds once the targets are on the device: its network or features, drawn from
+        ``generator`` after the objective's own seed."""
 
     def _once_per_batch(self, fake: Any, compute: Callable[[Any], Any]) -> Any:
         """``compute(fake)``, computed once for a batch at a blur: a tell asks for the stats and then for the
@@ -273,19 +278,12 @@ class _TrainedObjective(Objective):
 
     norm: ClassVar[str]
 
-    def __init__(
-        self,
-        targets: torch.Tensor,
-        config: ObjectiveConfig,
-        generator: torch.Generator,
-        device: torch.device | str = "cpu",
-    ):
-        super().__init__(targets, config, generator, device)
+    def _build(self, generator: torch.Generator) -> None:
         c, h, w = self.targets.shape[-3:]
-        self.net = Discriminator(c, h, w, config.base_width, self.norm, frames=_frames(self.targets))
+        self.net = Discriminator(c, h, w, self.config.base_width, self.norm, frames=_frames(self.targets))
         self.net.reset_parameters(generator)
         self.net.to(self.device)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=config.lr, betas=config.betas)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=self.config.lr, betas=self.config.betas)
 
     def _step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -403,23 +401,16 @@ class MMDObjective(Objective):
     loss_stat = "mmd2"
     CHUNK = 256
 
-    def __init__(
-        self,
-        targets: torch.Tensor,
-        config: ObjectiveConfig,
-        generator: torch.Generator,
-        device: torch.device | str = "cpu",
-    ):
-        super().__init__(targets, config, generator, device)
+    def _build(self, generator: torch.Generator) -> None:
         if len(self.targets) < 2:
             raise TargetError("the MMD objective needs at least 2 target images, got 1")
-        if config.feature_extractor == "random-conv":
+        if self.config.feature_extractor == "random-conv":
             channels = self.targets.shape[-3]
             self.features: nn.Module = RandomConvFeatures(channels, generator, frames=_frames(self.targets))
-        elif config.feature_extractor == "pixels":
+        elif self.config.feature_extractor == "pixels":
             self.features = PixelFeatures()
         else:
-            self.features = load_feature_extractor(config.feature_extractor)
+            self.features = load_feature_extractor(self.config.feature_extractor)
         self.features.to(self.device)
         self._refresh_targets()
 
@@ -515,14 +506,7 @@ class EnergyObjective(Objective):
     name = "energy"
     loss_stat = "energy"
 
-    def __init__(
-        self,
-        targets: torch.Tensor,
-        config: ObjectiveConfig,
-        generator: torch.Generator,
-        device: torch.device | str = "cpu",
-    ):
-        super().__init__(targets, config, generator, device)
+    def _build(self, generator: torch.Generator) -> None:
         if len(self.targets) < 2:
             raise TargetError("the energy objective needs at least 2 target images, got 1")
         self._refresh_targets()
