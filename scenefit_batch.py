@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import bpy  # noqa: F401  (the bpy module must be imported before addon_utils)
 
-        batch = importlib.import_module(f"{extension().__name__}.addon.blender.batch")
+        batch = importlib.import_module(f"{extension().__name__}.addon.blender.run.batch")
         return batch.main(args, received)
     except KeyboardInterrupt:
         print("scenefit: interrupted", file=sys.stderr)

@@ -77,7 +77,7 @@ def machine() -> str:
 def blender() -> ModuleType:
     """Import the bpy module with a throw-away Blender user folder and enable SceneFit from this source tree.
 
-    Returns the extension's top-level module (``ext.addon.blender.session`` etc.).
+    Returns the extension's top-level module (``ext.addon.blender.run.session`` etc.).
     """
     if "bpy" not in sys.modules:
         isolated = Path(tempfile.mkdtemp(prefix="scenefit-bench-"))
@@ -91,7 +91,7 @@ def blender() -> ModuleType:
 
 
 def module(ext: ModuleType, name: str) -> ModuleType:
-    """A module of the enabled extension, e.g. ``module(ext, "addon.blender.session")``."""
+    """A module of the enabled extension, e.g. ``module(ext, "addon.blender.run.session")``."""
     return importlib.import_module(f"{ext.__name__}.{name}")
 
 
@@ -105,7 +105,7 @@ def build_supershape_scene(ext: ModuleType, scene_name: str = "SceneFit bench") 
 
     preset = load_preset(ext)
     scene = bpy.data.scenes.new(scene_name)
-    module(ext, "addon.blender.presets").apply_preset(preset, scene)
+    module(ext, "addon.blender.scene.presets").apply_preset(preset, scene)
     return scene, preset
 
 
@@ -115,7 +115,7 @@ def render_targets(ext: ModuleType, scene: Any, preset: Any, folder: Path, confi
     truth = preset.truth()
     assert truth is not None and {label: d["mu"] for label, d in truth.items()} == TRUTH_MU, truth
     counts = {**preset.targets, "count": count}
-    module(ext, "addon.blender.batch").render_truth_targets(scene, config, truth, counts, folder)
+    module(ext, "addon.blender.run.batch").render_truth_targets(scene, config, truth, counts, folder)
     return folder
 
 

@@ -89,10 +89,10 @@ def main() -> int:
     from tests.blender_scenes import cube_scene
 
     torch.set_num_threads(1)
-    render = common.module(ext, "addon.blender.render")
-    sampler = common.module(ext, "addon.blender.sampler")
-    session = common.module(ext, "addon.blender.session")
-    targets_module = common.module(ext, "addon.blender.targets")
+    render = common.module(ext, "addon.blender.scene.render")
+    sampler = common.module(ext, "addon.blender.run.sampler")
+    config_module = common.module(ext, "addon.blender.run.config")
+    targets_module = common.module(ext, "addon.blender.targets.images")
     bpy.ops.wm.read_homefile(use_empty=True)
     scene = cube_scene(bpy)
     scene.render.engine = "CYCLES"
@@ -102,7 +102,7 @@ def main() -> int:
     cube_targets(bpy, scene, folder, count, seed=0)
     targets, _ = targets_module.load_targets(folder, TRAINING, 3)
 
-    yaw = sampler.bind([session.SpecConfig("yaw", "OBJECT", "Cube", "rotation_euler[2]", {"kind": "normal"})])
+    yaw = sampler.bind([config_module.SpecConfig("yaw", "OBJECT", "Cube", "rotation_euler[2]", {"kind": "normal"})])
     rng = np.random.default_rng(1)
     figures: dict[str, list[float]] = {}
     rows = []

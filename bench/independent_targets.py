@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     ext = common.blender()
     import bpy
 
-    session_module = common.module(ext, "addon.blender.session")
-    targets_module = common.module(ext, "addon.blender.targets")
+    session_module = common.module(ext, "addon.blender.run.session")
+    targets_module = common.module(ext, "addon.blender.targets.images")
     from addon.engine.presets import recommended_steps
 
     size = (args.size, args.size)

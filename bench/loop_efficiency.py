@@ -82,11 +82,11 @@ def patched(owner: Any, name: str, replacement: Any) -> Iterator[None]:
 class Bench:
     def __init__(self, workdir: Path, size: int, targets: int) -> None:
         self.ext = common.blender()
-        self.render = common.module(self.ext, "addon.blender.render")
-        self.sampler = common.module(self.ext, "addon.blender.sampler")
-        self.session = common.module(self.ext, "addon.blender.session")
+        self.render = common.module(self.ext, "addon.blender.scene.render")
+        self.sampler = common.module(self.ext, "addon.blender.run.sampler")
+        self.session = common.module(self.ext, "addon.blender.run.session")
         self.scene, self.preset = common.build_supershape_scene(self.ext)
-        self.base = self.session.RunConfig.from_scene(self.scene)
+        self.base = self.config.RunConfig.from_scene(self.scene)
         self.workdir = workdir
         self.size = size
         self.targets = targets

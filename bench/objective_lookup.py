@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     from addon.engine.optimizer import OptimizerConfig
 
     torch.set_num_threads(1)
-    targets_module = common.module(ext, "addon.blender.targets")
+    targets_module = common.module(ext, "addon.blender.targets.images")
     rows, figures = [], {}
     with tempfile.TemporaryDirectory(prefix="scenefit-lookup-") as folder:
         for name in names:

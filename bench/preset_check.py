@@ -82,8 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     ext = common.blender()
     import bpy
 
-    session_module = common.module(ext, "addon.blender.session")
-    batch = common.module(ext, "addon.blender.batch")
+    session_module = common.module(ext, "addon.blender.run.session")
+    config_module = common.module(ext, "addon.blender.run.config")
+    batch = common.module(ext, "addon.blender.run.batch")
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}
     rows = []
     with tempfile.TemporaryDirectory(prefix="scenefit-preset-check-") as folder:
@@ -92,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             error_of, tolerance, unit = PRESETS[stem]
             preset = common.load_preset(ext, common.ROOT / "presets" / f"{stem}.json")
             scene = bpy.data.scenes.new(f"SceneFit check {stem}")
-            common.module(ext, "addon.blender.presets").apply_preset(preset, scene)
-            base = session_module.RunConfig.from_preset(preset)
+            common.module(ext, "addon.blender.scene.presets").apply_preset(preset, scene)
+            base = config_module.RunConfig.from_preset(preset)
             count = preset.targets["count"]
             if args.quick:
                 base = base.replace(resolution=[32, 32], batch_size=8, steps=2)

@@ -74,9 +74,10 @@ def synthetic_runner(size: int, budget: int) -> Callable[[str, int], dict[str, A
 
 def blender_runner(budget: int, workdir: Path, quick: bool) -> Callable[[str, int], dict[str, Any]]:
     ext = common.blender()
-    session_module = common.module(ext, "addon.blender.session")
+    session_module = common.module(ext, "addon.blender.run.session")
+    config_module = common.module(ext, "addon.blender.run.config")
     scene, preset = common.build_supershape_scene(ext)
-    base = session_module.RunConfig.from_scene(scene)
+    base = config_module.RunConfig.from_scene(scene)
     count = 8 if quick else common.N_TARGETS
     if quick:
         base = base.replace(resolution=[32, 32])

@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch  # noqa: F401  (its import is part of the start-up a demo process pays)
 
     startup = time.perf_counter() - started
-    batch = common.module(ext, "addon.blender.batch")
-    report_module = common.module(ext, "addon.blender.report")
+    batch = common.module(ext, "addon.blender.run.batch")
+    report_module = common.module(ext, "addon.blender.run.report")
     preset = json.loads(args.preset.read_text())
     truth = {p["label"]: p["truth"]["mu"] for p in preset["parameters"]}
 

@@ -34,7 +34,7 @@ SIZE = 64
 
 def run(ext: Any, scene: Any, config: Any) -> dict[str, Any]:
     """One run to its end: images/s after its first batch, seconds until then, its last learned values."""
-    session = common.module(ext, "addon.blender.session").Session(scene, config, tick_seconds=0.5)
+    session = common.module(ext, "addon.blender.run.session").Session(scene, config, tick_seconds=0.5)
     started = time.perf_counter()
     session.start()
     first_batch: tuple[float, int] | None = None
@@ -64,13 +64,13 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"machine: {common.machine()}", flush=True)
     ext = common.blender()
-    session_module = common.module(ext, "addon.blender.session")
+    config_module = common.module(ext, "addon.blender.run.config")
     scene, preset = common.build_supershape_scene(ext)
     folder = Path(tempfile.mkdtemp(prefix="scenefit-bench-workers-"))
     rows, figures = [], {}
     for engine in args.engines.split(","):
         samples = CYCLES_SAMPLES if engine == "CYCLES" else preset.run["samples"]
-        base = session_module.RunConfig.from_preset(preset).replace(
+        base = config_module.RunConfig.from_preset(preset).replace(
             steps=steps, resolution=(SIZE, SIZE), engine=engine, samples=samples, overwrite=True
         )
         targets = common.render_targets(ext, scene, preset, folder / f"targets-{engine}", base, targets_count)

@@ -55,7 +55,7 @@ def cube_scene(bpy: Any) -> Any:
 def _material(bpy: Any, name: str, color: tuple[float, float, float, float]) -> Any:
     material = bpy.data.materials.new(name)
     material.diffuse_color = color  # Workbench
-    if bpy.app.version < (5, 0, 0):  # always on from 5.0, where setting it warns (as addon/blender/compat.py)
+    if bpy.app.version < (5, 0, 0):  # always on from 5.0, where setting it warns (as addon/blender/scene/compat.py)
         material.use_nodes = True
     material.node_tree.nodes["Principled BSDF"].inputs["Base Color"].default_value = color  # Cycles/EEVEE
     return material

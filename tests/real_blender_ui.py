@@ -70,7 +70,7 @@ def m(name: str):
 
 def values(scene: bpy.types.Scene) -> dict[str, object]:
     """The scene's current value of each random property."""
-    rna = m("rna")
+    rna = m("scene.rna")
     return {s.label: rna.resolve(s.label, s.id_type, s.id_name, s.data_path).get() for s in scene.scenefit.specs}
 
 
@@ -84,7 +84,7 @@ def learned(scene: bpy.types.Scene) -> dict:
 
 
 def running() -> bool:
-    return m("run").CONTROLLER.running
+    return m("run.controller").CONTROLLER.running
 
 
 def step() -> int:
@@ -168,7 +168,7 @@ def scenario():
     settings.resolution_x = settings.resolution_y = 32
     settings.workers = CONFIG.get("workers", 1)
     result = call(bpy.ops.scenefit.check_targets)
-    current = m("target_check").current(scene())
+    current = m("targets.check").current(scene())
     check(
         "Targets ▸ Check loads every target",
         result == {"FINISHED"} and current is not None and len(current.loaded) == CONFIG["target_count"],
@@ -192,8 +192,8 @@ def scenario():
     result = call(bpy.ops.wm.save_as_mainfile, filepath=CONFIG["saved"], copy=True)
     check("saving during a run", result == {"FINISHED"} and running(), result)
     check("after the save the run goes on with a sample", running())
-    yield from until(lambda: m("run_pictures").current(scene())[1], 60, "the Run panel's pictures")
-    renders, plots = m("run_pictures").current(scene())
+    yield from until(lambda: m("run.pictures").current(scene())[1], 60, "the Run panel's pictures")
+    renders, plots = m("run.pictures").current(scene())
     check("the Run panel shows renders under targets and a plot per parameter", renders and len(plots) == 2, plots)
     yield 1.0
     redraw()
@@ -202,7 +202,7 @@ def scenario():
     window.event_simulate(type="ESC", value="PRESS")
     window.event_simulate(type="ESC", value="RELEASE")
     yield from until(lambda: not running(), 60, "Esc ends the run")
-    outcome = m("run").CONTROLLER.outcome
+    outcome = m("run.controller").CONTROLLER.outcome
     check("Esc: the run is stopped", outcome is not None and outcome.status == "stopped", outcome)
     check("Esc: every random property has the user's value again", values(scene()) == users, values(scene()))
     check("Esc: the learned values were written", bool(learned(scene())), learned(scene()))
@@ -213,7 +213,7 @@ def scenario():
     # --- Open Results Folder, where the system cannot open folders ---
     bpy.context.window_manager.clipboard = ""
     result = call(bpy.ops.scenefit.open_results)
-    folder = str(m("results").results_folder(scene()))
+    folder = str(m("run.results").results_folder(scene()))
     check("Open Results Folder without a folder opener is refused", result == {"CANCELLED"}, result)
     check(
         "… and the path is given (clipboard)",
@@ -223,7 +223,7 @@ def scenario():
 
     # --- Apply Mean sets what the panel shows ---
     result = call(bpy.ops.scenefit.apply_mean)
-    panels = m("panels")
+    panels = m("ui.panels")
     shown = {s.label: panels.spec_summary(s)[0] for s in scene().scenefit.specs}
     after = values(scene())
     for spec in scene().scenefit.specs:

@@ -33,7 +33,7 @@ def files(scenefit, tmp_path):
 
     import bpy
 
-    render = importlib.import_module(f"{scenefit.__name__}.addon.blender.render")
+    render = importlib.import_module(f"{scenefit.__name__}.addon.blender.scene.render")
     scene = cube_scene(bpy)
     cube = bpy.data.objects["Cube"]
     targets = tmp_path / "targets"
@@ -401,7 +401,7 @@ def test_batch_steps_beyond_int32_leave_the_scene_alone(files, scenefit):
 
     from tests.blender_scenes import diff, scene_state
 
-    batch = importlib.import_module(f"{scenefit.__name__}.addon.blender.batch")
+    batch = importlib.import_module(f"{scenefit.__name__}.addon.blender.run.batch")
     bpy.ops.wm.open_mainfile(filepath=str(files["blend"]))
     before = scene_state(bpy, bpy.context.scene)
     common = ["--config", str(files["config"]), "--targets", str(files["targets"])]

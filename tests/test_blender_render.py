@@ -14,7 +14,7 @@ from tests.blender_scenes import cube_scene, diff, scene_state
 
 @pytest.fixture
 def render(scenefit):
-    return importlib.import_module(f"{scenefit.__name__}.addon.blender.render")
+    return importlib.import_module(f"{scenefit.__name__}.addon.blender.scene.render")
 
 
 @pytest.fixture
@@ -170,7 +170,7 @@ def test_id_property_and_driver_changes_show_in_the_next_render(scenefit, render
     persistent data too, which renders the previous value unless the owner is tagged."""
     import bpy
 
-    rna = importlib.import_module(f"{scenefit.__name__}.addon.blender.rna")
+    rna = importlib.import_module(f"{scenefit.__name__}.addon.blender.scene.rna")
     scene, socket_path = geometry_nodes_and_driver_scene(bpy)
     scale = rna.resolve("scale", "OBJECT", "Cube", socket_path)
     choice = rna.resolve("choice", "SCENE", "Scene", '["choice"]')
@@ -189,7 +189,7 @@ def test_a_larger_render_size_goes_through_the_targets_resize(scenefit, render, 
     loaded by the target loader: one pipeline for both."""
     import bpy
 
-    targets = importlib.import_module(f"{scenefit.__name__}.addon.blender.targets")
+    targets = importlib.import_module(f"{scenefit.__name__}.addon.blender.targets.images")
     scene.render.engine = "BLENDER_WORKBENCH"
     scene.display.render_aa = "8"
     scene.render.resolution_x = scene.render.resolution_y = 64
@@ -208,7 +208,7 @@ def test_a_larger_render_size_goes_through_the_targets_resize(scenefit, render, 
 def test_a_property_that_does_not_change_the_render_is_refused_by_name(scenefit, render, scene):
     import bpy
 
-    rna = importlib.import_module(f"{scenefit.__name__}.addon.blender.rna")
+    rna = importlib.import_module(f"{scenefit.__name__}.addon.blender.scene.rna")
     bpy.data.objects["Cube"]["unused"] = 1.0
     unused = rna.resolve("unused", "OBJECT", "Cube", '["unused"]')
     yaw = rna.resolve("yaw", "OBJECT", "Cube", "rotation_euler[2]")
@@ -231,8 +231,8 @@ def test_engine_settings_name_this_blenders_engines(scenefit):
     lack come back as None rather than raising."""
     import bpy
 
-    compat = importlib.import_module(f"{scenefit.__name__}.addon.blender.compat")
-    render = importlib.import_module(f"{scenefit.__name__}.addon.blender.render")
+    compat = importlib.import_module(f"{scenefit.__name__}.addon.blender.scene.compat")
+    render = importlib.import_module(f"{scenefit.__name__}.addon.blender.scene.render")
     settings = bpy.context.scene.render
     before = settings.engine
     for setting in render.ENGINES:  # a name this Blender lacks raises TypeError

@@ -12,7 +12,7 @@ from tests.blender_scenes import YAW_PATH, cube_scene
 
 @pytest.fixture
 def rna(scenefit):
-    return scenefit.addon.blender.rna
+    return scenefit.addon.blender.scene.rna
 
 
 @pytest.fixture

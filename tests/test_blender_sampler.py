@@ -21,9 +21,10 @@ def blender(scenefit):
         return importlib.import_module(f"{scenefit.__name__}.addon.blender.{name}")
 
     return SimpleNamespace(
-        sampler=module("sampler"),
-        render=module("render"),
-        session=module("session"),
+        sampler=module("run.sampler"),
+        render=module("scene.render"),
+        config=module("run.config"),
+        session=module("run.session"),
         errors=importlib.import_module(f"{scenefit.__name__}.addon.engine.errors"),
     )
 
@@ -42,7 +43,7 @@ def settings(blender):
 
 
 def sampler(blender, scene, *extra_specs):
-    specs = [blender.session.SpecConfig("yaw", "OBJECT", "Cube", YAW_PATH, {"kind": "normal"}), *extra_specs]
+    specs = [blender.config.SpecConfig("yaw", "OBJECT", "Cube", YAW_PATH, {"kind": "normal"}), *extra_specs]
     return blender.sampler.Sampler(scene, blender.sampler.bind(specs), settings(blender))
 
 
@@ -132,7 +133,7 @@ def test_a_property_the_render_does_not_show_is_refused_by_the_probe(blender, sc
     cube = bpy.data.objects["Cube"]
     cube["unused"] = 1.0  # nothing reads it
     before = scene_state(bpy, scene)
-    unused = blender.session.SpecConfig("unused", "OBJECT", "Cube", '["unused"]', {"kind": "normal"})
+    unused = blender.config.SpecConfig("unused", "OBJECT", "Cube", '["unused"]', {"kind": "normal"})
     rendering = sampler(blender, scene, unused)
     probes = {label: (prop, [0.0, 3.0]) for label, prop in rendering.bound.items()}
     with pytest.raises(blender.errors.SpecError, match="'unused'") as refused:
@@ -142,8 +143,8 @@ def test_a_property_the_render_does_not_show_is_refused_by_the_probe(blender, sc
 
 
 def test_two_specs_of_one_property_are_refused_before_anything_changes(blender, scene):
-    spec = blender.session.SpecConfig("yaw", "OBJECT", "Cube", YAW_PATH, {"kind": "normal"})
+    spec = blender.config.SpecConfig("yaw", "OBJECT", "Cube", YAW_PATH, {"kind": "normal"})
     with pytest.raises(blender.errors.SpecError, match="already randomized by 'yaw'"):
-        blender.sampler.bind([spec, blender.session.SpecConfig("yaw again", *list(vars(spec).values())[1:])])
+        blender.sampler.bind([spec, blender.config.SpecConfig("yaw again", *list(vars(spec).values())[1:])])
     with pytest.raises(blender.errors.SpecError, match="two specs are labelled 'yaw'"):
         blender.sampler.bind([spec, spec])

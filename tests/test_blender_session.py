@@ -29,9 +29,10 @@ def blender(scenefit):
         return importlib.import_module(f"{scenefit.__name__}.addon.blender.{name}")
 
     return SimpleNamespace(
-        session=module("session"),
-        render=module("render"),
-        targets=module("targets"),
+        config=module("run.config"),
+        session=module("run.session"),
+        render=module("scene.render"),
+        targets=module("targets.images"),
         optimizer=importlib.import_module(f"{scenefit.__name__}.addon.engine.optimizer"),
         errors=importlib.import_module(f"{scenefit.__name__}.addon.engine.errors"),
     )
@@ -64,14 +65,14 @@ def targets_dir(blender, scene, tmp_path) -> Path:
 
 
 def yaw_config(blender, targets_dir: Path, output: Path, **changes):
-    spec = blender.session.SpecConfig(
+    spec = blender.config.SpecConfig(
         "yaw",
         "OBJECT",
         "Cube",
         YAW_PATH,
         {"kind": "normal", "mu": math.radians(START_YAW), "sigma": math.radians(START_SD)},
     )
-    config = blender.session.RunConfig(
+    config = blender.config.RunConfig(
         specs=[spec],
         targets=str(targets_dir),
         output_dir=str(output),
@@ -177,7 +178,7 @@ def test_settings_on_the_scene_make_a_run_config(blender, scene, tmp_path):
     settings.resolution_x, settings.resolution_y = 48, 32
     settings.render_engine, settings.samples, settings.objective, settings.estimator = "CYCLES", 3, "mmd", "ema"
 
-    config = blender.session.RunConfig.from_scene(scene)
+    config = blender.config.RunConfig.from_scene(scene)
     assert [(s.label, s.id_type, s.id_name, s.data_path) for s in config.specs] == [
         ("yaw", "OBJECT", "Cube", YAW_PATH),
         ("Sun.type", "LIGHT", "Sun", "type"),
@@ -203,7 +204,7 @@ def test_settings_on_the_scene_make_a_run_config(blender, scene, tmp_path):
     assert (config.steps, config.batch_size, config.seed, config.resolution) == (7, 8, 5, (48, 32))
     assert (config.engine, config.samples) == ("CYCLES", 3)
     assert config.optimizer == {"objective": "mmd", "estimator": {"baseline": "ema"}, "device": "auto"}
-    assert blender.session.RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert blender.config.RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     with pytest.raises(AttributeError):  # learned values are read-only: they come from the custom property
         yaw.learned = "{}"
     assert bpy.data.objects["Cube"].get("scenefit") is None and yaw.learned == ""
@@ -220,7 +221,7 @@ def test_steps_left_out_are_100_and_50_more_per_further_learned_property(blender
             "distribution": distribution,
         }
 
-    steps = blender.session.RunConfig.from_dict
+    steps = blender.config.RunConfig.from_dict
     assert steps({"specs": [spec("a")]}).steps == 100
     assert steps({"specs": [spec("a"), spec("b")]}).steps == 150
     assert steps({"specs": [spec("a"), spec("b"), spec("c", fixed=True)]}).steps == 150  # sampled, not learned
@@ -248,7 +249,7 @@ def test_steps_left_out_are_100_and_50_more_per_further_learned_property(blender
 )
 def test_bad_run_configs(blender, data, message):
     with pytest.raises(blender.errors.ConfigError, match=message) as caught:
-        blender.session.RunConfig.from_dict(data)
+        blender.config.RunConfig.from_dict(data)
     assert len(str(caught.value)) < 500  # inputs are quoted cut to 200 characters
 
 
@@ -532,7 +533,7 @@ def test_a_learned_property_that_does_not_change_the_render_stops_the_run_before
 def test_a_fresh_scene_runs_scenefits_default_optimizer(scenefit, blender):
     import bpy
 
-    config = blender.session.RunConfig.from_scene(bpy.context.scene)
+    config = blender.config.RunConfig.from_scene(bpy.context.scene)
     default = blender.optimizer.OptimizerConfig.default()
     assert config.batch_size == default.batch_size
     assert config.optimizer["objective"] == default.objective

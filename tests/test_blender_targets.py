@@ -17,7 +17,7 @@ LEVEL = 1 / 255
 
 @pytest.fixture
 def targets(scenefit):
-    return importlib.import_module(f"{scenefit.__name__}.addon.blender.targets")
+    return importlib.import_module(f"{scenefit.__name__}.addon.blender.targets.images")
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def pipeline(scenefit):
 
 @pytest.fixture
 def render(scenefit):
-    return importlib.import_module(f"{scenefit.__name__}.addon.blender.render")
+    return importlib.import_module(f"{scenefit.__name__}.addon.blender.scene.render")
 
 
 def save_render(scene, path: Path, file_format: str, color_depth: str, **extra) -> None:

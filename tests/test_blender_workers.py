@@ -30,7 +30,7 @@ STEPS, BATCH = 4, 8
 
 @pytest.fixture
 def workers(scenefit):
-    return importlib.import_module(f"{scenefit.__name__}.addon.blender.workers")
+    return importlib.import_module(f"{scenefit.__name__}.addon.blender.run.workers")
 
 
 def children() -> set[int]:
@@ -218,16 +218,16 @@ def test_a_data_set_and_truth_targets_from_two_workers_are_the_in_process_ones(s
 
     preset = module("engine.presets").load_preset(Path(__file__).parent.parent / "presets" / "supershape_density.json")
     supershape_scene = bpy.context.scene
-    module("blender.presets").apply_preset(preset, supershape_scene)
-    config = module("blender.session").RunConfig.from_scene(supershape_scene)
+    module("blender.scene.presets").apply_preset(preset, supershape_scene)
+    config = module("blender.run.session").RunConfig.from_scene(supershape_scene)
     specs = config.specs
-    settings = module("blender.render").RenderSettings((32, 32), "BLENDER_WORKBENCH", 1)
+    settings = module("blender.scene.render").RenderSettings((32, 32), "BLENDER_WORKBENCH", 1)
     shape = bpy.data.objects["Supershape"].supershape
     before = (shape.m1, shape.m2, supershape_scene.render.resolution_x, supershape_scene.render.engine)
     made = {}
     for workers in (1, 2):
         folder = tmp_path / f"set{workers}"
-        generator = module("blender.dataset").DatasetGenerator(
+        generator = module("blender.run.dataset").DatasetGenerator(
             supershape_scene, specs, folder, 6, seed=4, settings=settings, workers=workers
         )
         made[workers] = generator.run()
@@ -240,7 +240,7 @@ def test_a_data_set_and_truth_targets_from_two_workers_are_the_in_process_ones(s
 
     truth = config.replace(resolution=(32, 32), engine="BLENDER_WORKBENCH", samples=1)
     for workers in (1, 2):
-        module("blender.batch").render_truth_targets(
+        module("blender.run.batch").render_truth_targets(
             supershape_scene,
             truth.replace(workers=workers),
             preset.truth(),

@@ -16,8 +16,12 @@ def test_a_truncated_normal_is_written_back_with_its_own_moments_and_read_back(s
     def module(name: str):
         return importlib.import_module(f"{scenefit.__name__}.addon.{name}")
 
-    writeback, results, rna = module("blender.writeback"), module("blender.results"), module("blender.rna")
-    dataset, session = module("blender.dataset"), module("blender.session")
+    writeback, results, rna = (
+        module("blender.run.writeback"),
+        module("blender.run.results"),
+        module("blender.scene.rna"),
+    )
+    dataset, config_module = module("blender.run.dataset"), module("blender.run.config")
     cube_scene(bpy)
     bound = rna.resolve("yaw", "OBJECT", "Cube", YAW_PATH)
     learned = module("engine.distributions").TruncatedNormal(1.29, 0.5, 0.0, 1.0)  # parent μ outside [0, 1]
@@ -35,6 +39,6 @@ def test_a_truncated_normal_is_written_back_with_its_own_moments_and_read_back(s
     assert document["parameters"]["yaw"] == {"id": "Object:Cube", **stored}
 
     assert results.mean_value(bound, stored) == pytest.approx(mean)  # Apply Mean: the truncated mean
-    spec = session.SpecConfig("yaw", "OBJECT", "Cube", YAW_PATH, {"kind": "normal", "mu": 0.0, "sigma": 1.0})
+    spec = config_module.SpecConfig("yaw", "OBJECT", "Cube", YAW_PATH, {"kind": "normal", "mu": 0.0, "sigma": 1.0})
     again = dataset.learned_distributions([spec])["yaw"]  # --source learned starts from it
     assert module("engine.distributions").distribution_from_dict(again).values() == pytest.approx(learned.values())

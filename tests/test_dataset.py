@@ -23,12 +23,13 @@ def sf(scenefit):
         return importlib.import_module(f"{scenefit.__name__}.addon.{name}")
 
     return SimpleNamespace(
-        dataset=module("blender.dataset"),
-        render=module("blender.render"),
-        rna=module("blender.rna"),
-        targets=module("blender.targets"),
-        presets=module("blender.presets"),
-        session=module("blender.session"),
+        dataset=module("blender.run.dataset"),
+        render=module("blender.scene.render"),
+        rna=module("blender.scene.rna"),
+        targets=module("blender.targets.images"),
+        presets=module("blender.scene.presets"),
+        config=module("blender.run.config"),
+        session=module("blender.run.session"),
         engine_presets=module("engine.presets"),
         distributions=module("engine.distributions"),
         errors=module("engine.errors"),
@@ -41,7 +42,7 @@ def apply(sf, stem: str):
     preset = sf.engine_presets.load_preset(ROOT / "presets" / f"{stem}.json")
     scene = bpy.context.scene
     sf.presets.apply_preset(preset, scene)
-    return preset, scene, sf.session.RunConfig.from_scene(scene).specs
+    return preset, scene, sf.config.RunConfig.from_scene(scene).specs
 
 
 def settings(sf):
@@ -176,7 +177,7 @@ def test_bad_input_fails_before_anything_is_written(sf, tmp_path):
         ).run()
     with pytest.raises(sf.errors.ConfigError, match="positive number of images"):
         sf.dataset.DatasetGenerator(scene, specs, folder, 0).run()
-    bad = [specs[0], sf.session.SpecConfig("m2", "OBJECT", "Supershape", "supershape.m9", specs[1].distribution)]
+    bad = [specs[0], sf.config.SpecConfig("m2", "OBJECT", "Supershape", "supershape.m9", specs[1].distribution)]
     with pytest.raises(sf.errors.SpecError, match="m9"):
         sf.dataset.DatasetGenerator(scene, bad, folder, 2).run()
     scene.camera = None

@@ -29,7 +29,7 @@ FOLLOW_BATCHES = 5  # the first batches sample around the start: each of their s
 
 @pytest.fixture
 def session_module(scenefit):
-    return importlib.import_module(f"{scenefit.__name__}.addon.blender.session")
+    return importlib.import_module(f"{scenefit.__name__}.addon.blender.run.session")
 
 
 def _describe(case, label, value):

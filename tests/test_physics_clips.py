@@ -26,22 +26,22 @@ def ball_scene(scenefit, **options):
     data["scene"]["options"].update(options)
     preset = scenefit.addon.engine.presets.preset_from_dict(data, "bouncing_ball.json")
     scene = bpy.context.scene
-    module(scenefit, "presets").apply_preset(preset, scene)
+    module(scenefit, "scene.presets").apply_preset(preset, scene)
     return scene, preset
 
 
 def clip_settings(scenefit, preset):
-    return module(scenefit, "clips").ClipSettings.from_dict(preset.run["clips"])
+    return module(scenefit, "scene.clips").ClipSettings.from_dict(preset.run["clips"])
 
 
 def renderer(scenefit, scene, preset, **kwargs):
-    render = module(scenefit, "render")
+    render = module(scenefit, "scene.render")
     settings = render.RenderSettings(SIZE, "BLENDER_WORKBENCH", 1)
-    return module(scenefit, "clips").ClipRenderer(scene, settings, clip_settings(scenefit, preset), **kwargs)
+    return module(scenefit, "scene.clips").ClipRenderer(scene, settings, clip_settings(scenefit, preset), **kwargs)
 
 
 def bound(scenefit, label, path, id_type="OBJECT", id_name="Ball"):
-    return scenefit.addon.blender.rna.resolve(label, id_type, id_name, path)
+    return scenefit.addon.blender.scene.rna.resolve(label, id_type, id_name, path)
 
 
 def ball_mask(frame: np.ndarray) -> np.ndarray:
@@ -116,12 +116,12 @@ def test_the_frame_and_the_simulation_are_restored(scenefit):
         scene.frame_set(frame)
     before = [tuple(ball.matrix_world.translation), scene.frame_current, ball.rigid_body.restitution]
     restitution = bound(scenefit, "restitution", "rigid_body.restitution")
-    saved = scenefit.addon.blender.rna.snapshot([restitution])
+    saved = scenefit.addon.blender.scene.rna.snapshot([restitution])
     with renderer(scenefit, scene, preset, touched=[restitution]) as clip_renderer:
         for value in (0.05, 0.95):
             restitution.set(value)
             clip_renderer.render()
-        scenefit.addon.blender.rna.restore(saved)
+        scenefit.addon.blender.scene.rna.restore(saved)
     assert scene.frame_current == 30
     assert [tuple(ball.matrix_world.translation), scene.frame_current, ball.rigid_body.restitution] == before
     scene.frame_set(31)  # the next frame continues the scene's own simulation
@@ -142,12 +142,12 @@ def test_a_property_that_does_not_change_the_clips_is_reported_not_identifiable(
     scene, preset = ball_scene(scenefit)
     mass = bound(scenefit, "mass", "rigid_body.mass")
     restitution = bound(scenefit, "restitution", "rigid_body.restitution")
-    probe_values = module(scenefit, "render").probe_values
+    probe_values = module(scenefit, "scene.render").probe_values
     probes = {
         "mass": (mass, probe_values({"kind": "lognormal", "mu": 0.0, "sigma": 1.0})),
         "restitution": (
             restitution,
-            module(scenefit, "render").probe_values(
+            module(scenefit, "scene.render").probe_values(
                 {"kind": "truncnormal", "mu": 0.3, "sigma": 0.1, "low": 0.0, "high": 1.0}
             ),
         ),
@@ -175,8 +175,8 @@ def test_a_frame_range_outside_the_scene_is_refused_before_anything_changes(scen
     from tests.blender_scenes import diff, scene_state
 
     scene, preset = ball_scene(scenefit)
-    clips = module(scenefit, "clips")
-    render = module(scenefit, "render")
+    clips = module(scenefit, "scene.clips")
+    render = module(scenefit, "scene.render")
     before = scene_state(bpy, scene)
     settings = render.RenderSettings(SIZE, "BLENDER_WORKBENCH", 1)
     with pytest.raises(scenefit.addon.engine.errors.ConfigError, match=message):
@@ -204,14 +204,14 @@ def test_a_simulation_cache_ending_before_the_clip_is_refused(scenefit):
 )
 def test_bad_clip_settings_are_refused(scenefit, data, message):
     with pytest.raises(scenefit.addon.engine.errors.ConfigError, match=message):
-        module(scenefit, "clips").ClipSettings.from_dict(data)
+        module(scenefit, "scene.clips").ClipSettings.from_dict(data)
 
 
 # --- clip targets ----------------------------------------------------------------------------------------------
 
 
 def load(scenefit, folder, preset, size=SIZE):
-    return module(scenefit, "clip_targets").load_clip_targets(str(folder), clip_settings(scenefit, preset), 24.0, size)
+    return module(scenefit, "targets.clips").load_clip_targets(str(folder), clip_settings(scenefit, preset), 24.0, size)
 
 
 def flat_frames(values, size=(20, 16)):
@@ -222,7 +222,7 @@ def flat_frames(values, size=(20, 16)):
 def test_clips_written_as_frame_folders_load_back_exactly(scenefit, tmp_path):
     scene, preset = ball_scene(scenefit)
     restitution = bound(scenefit, "restitution", "rigid_body.restitution")
-    clip_targets = module(scenefit, "clip_targets")
+    clip_targets = module(scenefit, "targets.clips")
     rendered = []
     with renderer(scenefit, scene, preset, touched=[restitution]) as clip_renderer:
         for i, value in enumerate((0.2, 0.6, 0.9)):
@@ -237,7 +237,7 @@ def test_clips_written_as_frame_folders_load_back_exactly(scenefit, tmp_path):
 
 def test_a_full_rate_recording_is_sampled_at_the_runs_frames(scenefit, tmp_path):
     scene, preset = ball_scene(scenefit)  # frames 9, 15, …, 51: offsets 0, 6, …, 42 from the clip's start
-    clip_targets = module(scenefit, "clip_targets")
+    clip_targets = module(scenefit, "targets.clips")
     for name in ("a", "b"):
         clip_targets.save_clip(flat_frames(np.arange(45) / 100), tmp_path / name)
     targets, report = load(scenefit, tmp_path, preset, size=(16, 16))
@@ -299,7 +299,7 @@ def test_a_video_blender_cannot_decode_is_named(scenefit, tmp_path):
 
 def test_clips_of_different_lengths_are_refused(scenefit, tmp_path):
     scene, preset = ball_scene(scenefit)
-    clip_targets = module(scenefit, "clip_targets")
+    clip_targets = module(scenefit, "targets.clips")
     clip_targets.save_clip(flat_frames(np.linspace(0, 1, 8)), tmp_path / "a")
     clip_targets.save_clip(flat_frames(np.linspace(0, 1, 7)), tmp_path / "b")
     with pytest.raises(scenefit.addon.engine.errors.TargetError, match=r"different lengths \(a: 8, b: 7 frames\)"):
@@ -308,25 +308,25 @@ def test_clips_of_different_lengths_are_refused(scenefit, tmp_path):
 
 def test_a_clip_with_frames_of_different_sizes_is_refused(scenefit, tmp_path):
     scene, preset = ball_scene(scenefit)
-    clip_targets = module(scenefit, "clip_targets")
+    clip_targets = module(scenefit, "targets.clips")
     clip_targets.save_clip(flat_frames(np.linspace(0, 1, 8)), tmp_path / "a")
     clip_targets.save_clip(flat_frames(np.linspace(0, 1, 8)), tmp_path / "b")
-    scenefit.addon.blender.targets.save_image(flat_frames([0.5], size=(24, 16))[0], tmp_path / "b" / "0005.png")
+    scenefit.addon.blender.targets.images.save_image(flat_frames([0.5], size=(24, 16))[0], tmp_path / "b" / "0005.png")
     with pytest.raises(scenefit.addon.engine.errors.TargetError, match=r"clip .*b has frames of different sizes"):
         load(scenefit, tmp_path, preset)
 
 
 def test_a_clip_too_short_for_the_frame_range_is_refused(scenefit, tmp_path):
     scene, preset = ball_scene(scenefit)
-    module(scenefit, "clip_targets").save_clip(flat_frames(np.linspace(0, 1, 30)), tmp_path / "a")
+    module(scenefit, "targets.clips").save_clip(flat_frames(np.linspace(0, 1, 30)), tmp_path / "a")
     with pytest.raises(scenefit.addon.engine.errors.TargetError, match="has 30 frames; the run needs 8"):
         load(scenefit, tmp_path, preset)
 
 
 def test_a_folder_mixing_stills_and_clips_is_refused(scenefit, tmp_path):
     scene, preset = ball_scene(scenefit)
-    module(scenefit, "clip_targets").save_clip(flat_frames(np.linspace(0, 1, 8)), tmp_path / "a")
-    scenefit.addon.blender.targets.save_image(flat_frames([0.5])[0], tmp_path / "still.png")
+    module(scenefit, "targets.clips").save_clip(flat_frames(np.linspace(0, 1, 8)), tmp_path / "a")
+    scenefit.addon.blender.targets.images.save_image(flat_frames([0.5])[0], tmp_path / "still.png")
     with pytest.raises(scenefit.addon.engine.errors.TargetError, match=r"mixes still images \(still\.png\) and clips"):
         load(scenefit, tmp_path, preset)
     (tmp_path / "still.png").unlink()

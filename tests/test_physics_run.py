@@ -28,17 +28,17 @@ def ball(scenefit):
     import bpy
 
     preset = scenefit.addon.engine.presets.load_preset(ROOT / "presets" / "bouncing_ball.json")
-    module(scenefit, "presets").apply_preset(preset, bpy.context.scene)
+    module(scenefit, "scene.presets").apply_preset(preset, bpy.context.scene)
     return bpy.context.scene, preset
 
 
 def truth_clips(scenefit, scene, preset, folder: Path, count: int, seed: int) -> list[float]:
     """``count`` target clips of the preset's ground truth, made by the data-set generator in clip mode; returns
     the restitutions. The clips are the sub-folders of ``folder``."""
-    dataset, render = module(scenefit, "dataset"), module(scenefit, "render")
-    config = module(scenefit, "session").RunConfig.from_scene(scene)
+    dataset, render = module(scenefit, "run.dataset"), module(scenefit, "scene.render")
+    config = module(scenefit, "run.config").RunConfig.from_scene(scene)
     settings = render.RenderSettings(config.resolution, config.engine, config.samples, config.channels)
-    clip = module(scenefit, "clips").ClipSettings.from_dict(config.clips)
+    clip = module(scenefit, "scene.clips").ClipSettings.from_dict(config.clips)
     made = dataset.DatasetGenerator(
         scene,
         config.specs,
@@ -72,7 +72,7 @@ def state(bpy, scene) -> dict:
 
 
 def run_config(scenefit, scene, targets: Path, output: Path, **changes):
-    config = module(scenefit, "session").RunConfig.from_scene(scene)
+    config = module(scenefit, "run.config").RunConfig.from_scene(scene)
     return config.replace(targets=str(targets), output_dir=str(output), **changes)
 
 
@@ -86,7 +86,9 @@ def test_restitution_is_recovered_from_target_clips_and_the_scene_is_restored(sc
     assert abs(np.mean(truth) - TRUTH_MU) < 0.03
     simulate_to(scene, 20)  # the user is looking at frame 20 of their own simulation
     before = state(bpy, scene)
-    session = module(scenefit, "session").Session(scene, run_config(scenefit, scene, tmp_path / "targets", tmp_path))
+    session = module(scenefit, "run.session").Session(
+        scene, run_config(scenefit, scene, tmp_path / "targets", tmp_path)
+    )
     started = time.perf_counter()
     session.start()
     while session.step():
@@ -104,20 +106,20 @@ def test_restitution_is_recovered_from_target_clips_and_the_scene_is_restored(sc
 
 def test_clip_settings_on_the_scene_make_the_run_config(scenefit, ball, tmp_path):
     scene, _ = ball
-    session = module(scenefit, "session")
+    config_module = module(scenefit, "run.config")
     config = run_config(scenefit, scene, tmp_path, tmp_path)
     assert config.clips == {"frame_start": 9, "frame_end": 51, "stride": 6}
-    assert session.RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert config_module.RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     scene.scenefit.use_clips = False
-    assert session.RunConfig.from_scene(scene).clips is None
+    assert config_module.RunConfig.from_scene(scene).clips is None
     scene.scenefit.use_clips, scene.scenefit.clip_stride = True, 100
     with pytest.raises(scenefit.addon.engine.errors.ConfigError, match="single frame"):
-        session.RunConfig.from_scene(scene)
+        config_module.RunConfig.from_scene(scene)
 
 
 def mixed_folder(scenefit, scene, preset, folder: Path) -> None:
     truth_clips(scenefit, scene, preset, folder, count=2, seed=0)
-    scenefit.addon.blender.targets.save_image(np.zeros((32, 32, 3), np.float32), folder / "still.png")
+    scenefit.addon.blender.targets.images.save_image(np.zeros((32, 32, 3), np.float32), folder / "still.png")
 
 
 def uneven_folder(scenefit, scene, preset, folder: Path) -> None:
@@ -135,7 +137,7 @@ def good_folder(scenefit, scene, preset, folder: Path) -> None:
 
 
 def mass_spec(scenefit, scene) -> dict:
-    spec = module(scenefit, "session").SpecConfig(
+    spec = module(scenefit, "run.config").SpecConfig(
         "mass", "OBJECT", "Ball", "rigid_body.mass", {"kind": "lognormal", "mu": 0.0, "sigma": 0.5}
     )
     restitution = run_config(scenefit, scene, Path(), Path()).specs[0]
@@ -166,7 +168,7 @@ def test_bad_clip_runs_fail_before_the_scene_changes(scenefit, ball, tmp_path, m
     simulate_to(scene, 12)
     before = state(bpy, scene)
     config = run_config(scenefit, scene, tmp_path / "targets", tmp_path / "out", **changes(scenefit, scene))
-    session = module(scenefit, "session").Session(scene, config)
+    session = module(scenefit, "run.session").Session(scene, config)
     with pytest.raises(getattr(scenefit.addon.engine.errors, error), match=message):
         session.start()
     assert diff(before, state(bpy, scene)) == []

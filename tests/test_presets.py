@@ -22,7 +22,7 @@ def module(scenefit, name: str):
 
 
 def render(scenefit, scene) -> np.ndarray:
-    render = module(scenefit, "render")
+    render = module(scenefit, "scene.render")
     return render.render_to_array(scene, render.RenderSettings((32, 32), "BLENDER_WORKBENCH", 1))
 
 
@@ -30,10 +30,10 @@ def render(scenefit, scene) -> np.ndarray:
 def test_each_preset_builds_its_scene_and_fills_the_settings(scenefit, stem):
     import bpy
 
-    rna = scenefit.addon.blender.rna
+    rna = scenefit.addon.blender.scene.rna
     preset = load(scenefit, stem)
     scene = bpy.context.scene
-    scenefit.addon.blender.presets.apply_preset(preset, scene)
+    scenefit.addon.blender.scene.presets.apply_preset(preset, scene)
 
     assert scene.camera is not None and scene.camera.name == "SceneFit Camera"
     assert scene.world is not None and preset.scene_options["name"] in scene.objects
@@ -71,7 +71,7 @@ def test_spec_fields_carry_each_distribution_kind(scenefit):
     import bpy
 
     scene = bpy.context.scene
-    presets = scenefit.addon.blender.presets
+    presets = scenefit.addon.blender.scene.presets
     presets.apply_preset(load(scenefit, "supershape_density"), scene)
     m1, m2 = scene.scenefit.specs
     assert (m1.distribution, m1.mu, m1.sigma) == ("LOGNORMAL", pytest.approx(1.2), pytest.approx(0.4))
@@ -94,9 +94,9 @@ def test_the_random_property_changes_the_render(scenefit, stem, values):
 
     preset = load(scenefit, stem)
     scene = bpy.context.scene
-    scenefit.addon.blender.presets.apply_preset(preset, scene)
+    scenefit.addon.blender.scene.presets.apply_preset(preset, scene)
     spec = scene.scenefit.specs[0]
-    bound = scenefit.addon.blender.rna.resolve(spec.label, spec.id_type, spec.id_name, spec.data_path)
+    bound = scenefit.addon.blender.scene.rna.resolve(spec.label, spec.id_type, spec.id_name, spec.data_path)
     images = []
     for value in values:
         bound.set(value)
@@ -110,7 +110,7 @@ def test_primitive_choice_switches_the_evaluated_geometry(scenefit):
     import bpy
 
     scene = bpy.context.scene
-    scenefit.addon.blender.presets.apply_preset(load(scenefit, "discrete_choice"), scene)
+    scenefit.addon.blender.scene.presets.apply_preset(load(scenefit, "discrete_choice"), scene)
     obj = bpy.data.objects["Primitive"]
     counts = []
     for index in range(3):
@@ -125,7 +125,7 @@ def test_taken_names_are_mapped_to_what_the_builder_made(scenefit):
     import bpy
 
     scene = bpy.context.scene
-    presets = scenefit.addon.blender.presets
+    presets = scenefit.addon.blender.scene.presets
     bpy.data.objects.new("Supershape", None)  # an unrelated data-block already has the name
     names = presets.apply_preset(load(scenefit, "supershape_density"), scene)
     made = names[("OBJECT", "Supershape")]
@@ -149,7 +149,7 @@ def test_a_failing_apply_changes_nothing(scenefit, tmp_path):
     counts = {name: len(getattr(bpy.data, name)) for name in ("objects", "meshes", "materials", "cameras", "worlds")}
     camera, world = scene.camera, scene.world
     with pytest.raises(scenefit.addon.engine.errors.SpecError, match="m2"):
-        scenefit.addon.blender.presets.apply_preset(preset, scene)
+        scenefit.addon.blender.scene.presets.apply_preset(preset, scene)
     assert {name: len(getattr(bpy.data, name)) for name in counts} == counts
     assert (scene.camera, scene.world) == (camera, world)
     assert [spec.label for spec in scene.scenefit.specs] == ["kept"]
@@ -168,9 +168,9 @@ def test_apply_operator_builds_the_preset_in_a_new_scene(scenefit):
 def test_vocabularies_agree_across_layers(scenefit):
     blender = scenefit.addon.blender
     engine_presets = scenefit.addon.engine.presets
-    assert set(blender.presets.BUILDERS) == set(engine_presets.SCENES)
-    assert set(blender.presets._PRIMITIVE_NODES) == set(engine_presets.PRIMITIVES)
-    assert set(blender.presets._YAW_MESHES) == set(engine_presets.YAW_MESHES)
-    assert [item[0] for item in blender.properties.OBJECTIVE_ITEMS] == list(engine_presets.OBJECTIVES)
-    assert [item[0] for item in blender.properties.ESTIMATOR_ITEMS] == list(engine_presets.BASELINES)
-    assert tuple(module(scenefit, "render").ENGINES) == engine_presets.RENDER_ENGINES
+    assert set(blender.scene.presets.BUILDERS) == set(engine_presets.SCENES)
+    assert set(blender.scene.presets._PRIMITIVE_NODES) == set(engine_presets.PRIMITIVES)
+    assert set(blender.scene.presets._YAW_MESHES) == set(engine_presets.YAW_MESHES)
+    assert [item[0] for item in blender.data.properties.OBJECTIVE_ITEMS] == list(engine_presets.OBJECTIVES)
+    assert [item[0] for item in blender.data.properties.ESTIMATOR_ITEMS] == list(engine_presets.BASELINES)
+    assert tuple(module(scenefit, "scene.render").ENGINES) == engine_presets.RENDER_ENGINES

@@ -25,19 +25,20 @@ def test_each_preset_runs_a_few_steps_through_the_session(scenefit, stem, tmp_pa
     def module(name):
         return importlib.import_module(f"{scenefit.__name__}.addon.{name}")
 
-    session_module, dataset = module("blender.session"), module("blender.dataset")
+    session_module, dataset = module("blender.run.session"), module("blender.run.dataset")
+    config_module = module("blender.run.config")
     preset = module("engine.presets").load_preset(ROOT / "presets" / f"{stem}.json")
     scene = bpy.context.scene
-    module("blender.presets").apply_preset(preset, scene)
-    config = session_module.RunConfig.from_scene(scene).replace(
+    module("blender.scene.presets").apply_preset(preset, scene)
+    config = config_module.RunConfig.from_scene(scene).replace(
         output_dir=str(tmp_path / "run"), steps=2, batch_size=4, resolution=(SIZE, SIZE), samples=1
     )
-    clip = module("blender.clips").ClipSettings.from_dict(config.clips) if config.clips is not None else None
+    clip = module("blender.scene.clips").ClipSettings.from_dict(config.clips) if config.clips is not None else None
     before = {
-        spec.label: module("blender.rna").resolve(spec.label, spec.id_type, spec.id_name, spec.data_path).get()
+        spec.label: module("blender.scene.rna").resolve(spec.label, spec.id_type, spec.id_name, spec.data_path).get()
         for spec in config.specs
     }
-    settings = module("blender.render").RenderSettings((SIZE, SIZE), config.engine, 1)
+    settings = module("blender.scene.render").RenderSettings((SIZE, SIZE), config.engine, 1)
     targets = dataset.DatasetGenerator(
         scene, config.specs, tmp_path / "targets", 6, seed=1, settings=settings, distributions=preset.truth(), clip=clip
     ).run()
@@ -57,7 +58,7 @@ def test_each_preset_runs_a_few_steps_through_the_session(scenefit, stem, tmp_pa
     assert {"parameters.png", "losses.png", "progress.gif", "targets.png"} <= {
         p.name for p in (tmp_path / "run").iterdir()
     }
-    rna = module("blender.rna")
+    rna = module("blender.scene.rna")
     after = {
         spec.label: rna.resolve(spec.label, spec.id_type, spec.id_name, spec.data_path).get() for spec in config.specs
     }

@@ -187,7 +187,7 @@ def test_batch_exit_codes_in_real_blender(blender: RealBlender, extension_zip: P
     crash = blender.folder / "crash.py"
     crash.write_text(
         "import importlib, runpy, sys\n"
-        f"batch = importlib.import_module('{MODULE}.addon.blender.batch')\n"
+        f"batch = importlib.import_module('{MODULE}.addon.blender.run.batch')\n"
         "def boom(*args): raise RuntimeError('on purpose')\n"
         "batch._run = boom\n"
         f"sys.argv = [sys.argv[0], '--', '--steps', '1']\n"

@@ -39,11 +39,12 @@ def code(scenefit):
 
     return SimpleNamespace(
         package=scenefit.__name__,
-        session=module("blender.session"),
-        presets=module("blender.presets"),
-        rna=module("blender.rna"),
-        render=module("blender.render"),
-        clips=module("blender.clips"),
+        config=module("blender.run.config"),
+        session=module("blender.run.session"),
+        presets=module("blender.scene.presets"),
+        rna=module("blender.scene.rna"),
+        render=module("blender.scene.render"),
+        clips=module("blender.scene.clips"),
         distributions=module("engine.distributions"),
         optimizer=module("engine.optimizer"),
         estimators=module("engine.estimators"),
@@ -69,7 +70,7 @@ def run_accepts(code, scene, data: Any) -> bool:
     """Whether a run accepts ``data``: RunConfig loads it, its specs bind to ``scene``'s properties and give valid
     distributions (``Session.start``'s checks before it touches the scene), and its optimizer settings are valid."""
     try:
-        config = code.session.RunConfig.from_dict(copy.deepcopy(data))
+        config = code.config.RunConfig.from_dict(copy.deepcopy(data))
         session = code.session.Session(scene, config)
         _, engine_space = session._bind_specs()
         for engine in engine_space.values():
@@ -125,10 +126,10 @@ def test_the_committed_schema_is_what_the_code_generates(code):
 
 
 def test_the_schemas_fields_are_the_dataclasses_fields(code):
-    names = {f.name for f in dataclasses.fields(code.session.RunConfig)}
+    names = {f.name for f in dataclasses.fields(code.config.RunConfig)}
     assert set(SCHEMA["properties"]) == names
     defs = SCHEMA["$defs"]
-    assert set(defs["spec"]["properties"]) == {f.name for f in dataclasses.fields(code.session.SpecConfig)}
+    assert set(defs["spec"]["properties"]) == {f.name for f in dataclasses.fields(code.config.SpecConfig)}
     assert set(defs["optimizer"]["properties"]) == {f.name for f in dataclasses.fields(code.optimizer.OptimizerConfig)}
     assert set(defs["estimator"]["properties"]) == {f.name for f in dataclasses.fields(code.estimators.EstimatorConfig)}
     own = {"lr", "betas", "feature_extractor"}  # set by OptimizerConfig's d_lr, d_betas, feature_extractor
@@ -156,7 +157,7 @@ def test_the_schemas_names_and_defaults_come_from_the_code(code):
         if "default" in prop:
             assert prop["default"] == default[name], name
     assert {name: prop["default"] for name, prop in defs["estimator"]["properties"].items()} == default["estimator"]
-    run = code.session.RunConfig(specs=[])
+    run = code.config.RunConfig(specs=[])
     for name, prop in SCHEMA["properties"].items():
         if "default" in prop:
             value = getattr(run, name)
@@ -179,7 +180,7 @@ def test_each_presets_run_configuration_is_valid(code, stem):
 
     preset = code.engine_presets.load_preset(ROOT / "presets" / f"{stem}.json")
     code.presets.apply_preset(preset, bpy.context.scene)
-    data = json.loads(json.dumps(code.session.RunConfig.from_preset(preset).to_dict()))
+    data = json.loads(json.dumps(code.config.RunConfig.from_preset(preset).to_dict()))
     assert schema_accepts(data), list(jsonschema.Draft202012Validator(SCHEMA).iter_errors(data))
     assert run_accepts(code, bpy.context.scene, data)
     # A preset file is another format (validated by engine.presets), which this schema and RunConfig reject.
@@ -190,7 +191,7 @@ def test_each_presets_run_configuration_is_valid(code, stem):
 def test_the_example_is_valid_and_loads(code, cube):
     assert schema_accepts(EXAMPLE), list(jsonschema.Draft202012Validator(SCHEMA).iter_errors(EXAMPLE))
     assert run_accepts(code, cube, EXAMPLE)
-    config = code.session.RunConfig.from_json(EXAMPLE_FILE)
+    config = code.config.RunConfig.from_json(EXAMPLE_FILE)
     assert config.to_dict() == {**EXAMPLE, "resolution": [64, 48]}
     kinds = [spec.distribution["kind"] for spec in config.specs]
     assert sorted(kinds) == sorted(code.distributions.KINDS), "the example shows every distribution kind"
@@ -212,7 +213,7 @@ def test_the_readmes_table_of_defaults_is_runconfigs(code):
     section = readme.split("## The run configuration", 1)[1].split("\n## ", 1)[0]
     rows = dict(re.findall(r"^\| `(\w+)` \| `(.+?)` \|", section, flags=re.MULTILINE))
     run = {}  # the defaults as written in RunConfig (steps: null, resolved from the specs when the run is made)
-    for f in dataclasses.fields(code.session.RunConfig)[1:]:  # after the specs, which have no default
+    for f in dataclasses.fields(code.config.RunConfig)[1:]:  # after the specs, which have no default
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default
         run[f.name] = list(default) if isinstance(default, tuple) else default
     assert set(rows) == set(run)

@@ -44,7 +44,7 @@ def shape(scenefit):
 
 
 def test_operator_adds_a_closed_supershape_matching_the_package(scenefit, shape):
-    module = scenefit.addon.blender.supershape
+    module = scenefit.addon.blender.scene.supershape
     assert shape.supershape.is_supershape and shape.type == "MESH"
     assert tuple(shape.location) == (1.0, 2.0, 3.0)
     assert tuple(shape.supershape.resolution) == (40, 30)
@@ -72,7 +72,7 @@ def test_default_resolution_is_blendtorchs(scenefit):
 
 @pytest.mark.parametrize("name", ["m1", "a1", "b1", "n1_1", "n2_1", "n3_1", "m2", "a2", "b2", "n1_2", "n2_2", "n3_2"])
 def test_setting_a_parameter_through_rna_rebuilds_the_mesh(scenefit, shape, name):
-    module = scenefit.addon.blender.supershape
+    module = scenefit.addon.blender.scene.supershape
     before = vertices(shape)
     owner = shape.path_resolve("supershape")  # how the scene runtime sets `supershape.<name>` on an Object
     setattr(owner, name, shape.path_resolve(f"supershape.{name}") * 1.5 + 0.5)
@@ -84,8 +84,8 @@ def test_setting_a_parameter_through_rna_rebuilds_the_mesh(scenefit, shape, name
 
 def test_a_sample_setting_several_parameters_rebuilds_once(scenefit, shape, monkeypatch):
     """rna.assign (how a run applies a sample) sets m1 and m2, then rebuilds once: the mesh matches both."""
-    module = scenefit.addon.blender.supershape
-    rna = scenefit.addon.blender.rna
+    module = scenefit.addon.blender.scene.supershape
+    rna = scenefit.addon.blender.scene.rna
     m1 = rna.resolve("m1", "OBJECT", shape.name, "supershape.m1")
     m2 = rna.resolve("m2", "OBJECT", shape.name, "supershape.m2")
     rebuilt: list[str] = []
@@ -106,8 +106,8 @@ def test_a_sample_setting_several_parameters_rebuilds_once(scenefit, shape, monk
 
 
 def test_a_failing_sample_still_leaves_the_mesh_matching_its_parameters(scenefit, shape):
-    module = scenefit.addon.blender.supershape
-    rna = scenefit.addon.blender.rna
+    module = scenefit.addon.blender.scene.supershape
+    rna = scenefit.addon.blender.scene.rna
     m1 = rna.resolve("m1", "OBJECT", shape.name, "supershape.m1")
 
     class Broken:
@@ -136,7 +136,7 @@ def test_m1_sets_the_number_of_lobes_around_the_axis(shape, m1):
 def test_keyframed_parameter_rebuilds_on_frame_change(scenefit, shape):
     import bpy
 
-    module = scenefit.addon.blender.supershape
+    module = scenefit.addon.blender.scene.supershape
     scene = bpy.context.scene
     for frame, value in ((1, 2.0), (11, 8.0)):
         shape.supershape.m1 = value
@@ -166,7 +166,7 @@ def test_rendered_animation_shows_each_frames_shape(scenefit, shape, tmp_path):
     # A render's depsgraph animates only its own copy of the object: the handler must rebuild from that copy.
     import bpy
 
-    module = scenefit.addon.blender.supershape
+    module = scenefit.addon.blender.scene.supershape
     scene = bpy.context.scene
     camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
     scene.collection.objects.link(camera)
@@ -190,7 +190,7 @@ def test_rendered_animation_shows_each_frames_shape(scenefit, shape, tmp_path):
         shape.supershape.m1 = value
         shape.keyframe_insert("supershape.m1", frame=frame)
         animation = shape.animation_data  # slotted actions from 4.4, action.fcurves gone in 5.0: compat.py
-        compat = scenefit.addon.blender.compat
+        compat = scenefit.addon.blender.scene.compat
         fcurves = compat.action_fcurves(animation.action, getattr(animation, "action_slot", None))
         fcurves[0].keyframe_points[-1].interpolation = "CONSTANT"
     scene.frame_start, scene.frame_end = 1, 2
@@ -208,7 +208,7 @@ def test_rendered_animation_shows_each_frames_shape(scenefit, shape, tmp_path):
 def test_driven_parameter_rebuilds(scenefit, shape):
     import bpy
 
-    module = scenefit.addon.blender.supershape
+    module = scenefit.addon.blender.scene.supershape
     driver = shape.driver_add("supershape.m2").driver
     driver.expression = "frame / 2"
     bpy.context.scene.frame_set(9)
@@ -227,7 +227,7 @@ def test_resolution_change_rebuilds_the_topology(shape):
 def test_create_supershape_from_python_and_its_errors(scenefit):
     import bpy
 
-    module = scenefit.addon.blender.supershape
+    module = scenefit.addon.blender.scene.supershape
     obj = module.create_supershape(bpy.context.scene.collection, name="Shape", resolution=(20, 20), m1=5.0, n1_2=2.0)
     assert obj.name in bpy.context.scene.objects and obj.supershape.m1 == 5.0 and obj.supershape.n1_2 == 2.0
     params = current_params(obj, module.PARAMETER_NAMES)
@@ -246,20 +246,23 @@ def test_create_supershape_from_python_and_its_errors(scenefit):
 def test_unregister_removes_property_menu_and_handlers(scenefit):
     import bpy
 
-    module = scenefit.addon.blender.supershape
+    module = scenefit.addon.blender.scene.supershape
+    operators = scenefit.addon.blender.ui.operators
     menu = bpy.types.VIEW3D_MT_mesh_add
-    assert module.menu_entry in menu.draw._draw_funcs
+    assert operators._add_mesh_entry in menu.draw._draw_funcs
+    operators.unregister()
     module.unregister()
     try:
         assert not hasattr(bpy.types.Object, "supershape")
         assert "supershape" not in bpy.types.Object.bl_rna.properties
         assert not hasattr(bpy.types, "SCENEFIT_SupershapeProperties")
         assert not hasattr(bpy.types, "SCENEFIT_OT_add_supershape")
-        assert module.menu_entry not in menu.draw._draw_funcs
+        assert operators._add_mesh_entry not in menu.draw._draw_funcs
         assert module.on_frame_change not in bpy.app.handlers.frame_change_post
         assert module.on_depsgraph_update not in bpy.app.handlers.depsgraph_update_post
     finally:
         module.register()
+        operators.register()
     assert hasattr(bpy.types.Object, "supershape") and module.on_frame_change in bpy.app.handlers.frame_change_post
 
 

@@ -44,12 +44,14 @@ OPERATORS = (
 def ui(scenefit):
     blender = scenefit.addon.blender
     return SimpleNamespace(
-        panels=blender.panels,
-        picking=blender.picking,
-        run=blender.run,
-        run_pictures=blender.run_pictures,
-        torch_setup=blender.torch_setup,
-        target_check=blender.target_check,
+        panels=blender.ui.panels,
+        picking=blender.data.picking,
+        run=blender.run.controller,
+        optimize=blender.ui.operators.optimize,
+        run_pictures=blender.run.pictures,
+        torch_setup=blender.ui.torch_setup,
+        target_check=blender.targets.check,
+        render=blender.scene.render,
         torch_vendor=importlib.import_module(f"{scenefit.__name__}.torch_vendor"),
     )
 
@@ -121,7 +123,7 @@ def test_everything_is_registered(ui, scene):
     for name in OPERATORS:
         assert getattr(bpy.ops.scenefit, name).get_rna_type().description, name  # exists, with a tooltip
     assert ui.panels.draw_torch_status is not None
-    assert ui.run.SCENEFIT_OT_optimize.bl_options == {"REGISTER"}  # no undo step per run or per sample
+    assert ui.optimize.SCENEFIT_OT_optimize.bl_options == {"REGISTER"}  # no undo step per run or per sample
 
 
 def test_empty_scene(ui, scene):
@@ -137,13 +139,13 @@ def test_empty_scene(ui, scene):
 
 def test_settings_offer_the_training_device_and_the_run_takes_it(scenefit, ui, scene):
     blender = scenefit.addon.blender
-    assert [item[0] for item in blender.properties.DEVICE_ITEMS] == list(scenefit.addon.engine.presets.DEVICES)
+    assert [item[0] for item in blender.data.properties.DEVICE_ITEMS] == list(scenefit.addon.engine.presets.DEVICES)
     settings = scene.scenefit
     assert settings.device == "auto"
     layout = draw_all()
     assert ("prop", "device") in [(call.name, call.args[1]) for call in layout.calls() if call.name == "prop"]
     settings.device = "cpu"
-    assert blender.session.RunConfig.from_scene(scene).optimizer["device"] == "cpu"
+    assert blender.run.config.RunConfig.from_scene(scene).optimizer["device"] == "cpu"
 
 
 def test_settings_recommend_more_steps_for_several_learned_properties(ui, scene):
@@ -162,11 +164,11 @@ def test_settings_recommend_more_steps_for_several_learned_properties(ui, scene)
 def test_settings_offer_render_workers_and_the_run_takes_them(scenefit, ui, scene):
     blender = scenefit.addon.blender
     settings = scene.scenefit
-    assert settings.workers == blender.session.RunConfig(specs=[]).workers == 1
+    assert settings.workers == blender.run.config.RunConfig(specs=[]).workers == 1
     layout = draw_all()
     assert ("prop", "workers") in [(call.name, call.args[1]) for call in layout.calls() if call.name == "prop"]
     settings.workers = 3
-    assert blender.session.RunConfig.from_scene(scene).workers == 3
+    assert blender.run.config.RunConfig.from_scene(scene).workers == 3
 
 
 def test_specs_of_every_kind(ui, scene):
@@ -201,7 +203,7 @@ def test_specs_of_every_kind(ui, scene):
 def test_running_and_finished(ui, scene, tmp_path):
     import bpy
 
-    render = importlib.import_module(f"{ui.run.__package__}.render")
+    render = ui.render
     folder = tmp_path / "targets"
     folder.mkdir()
     with render.RenderOverride(scene, render.RenderSettings((32, 32), "BLENDER_WORKBENCH", 1)) as renderer:

@@ -5,7 +5,6 @@ run; the scene comes back exactly every time. Timers never fire in the bpy modul
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import time
@@ -25,7 +24,13 @@ START_YAW = 12.5  # degrees: the scene's own value, restored after every run
 @pytest.fixture
 def ui(scenefit):
     blender = scenefit.addon.blender
-    return SimpleNamespace(run=blender.run, picking=blender.picking, results=blender.results)
+    return SimpleNamespace(
+        run=blender.run.controller,
+        optimize=blender.ui.operators.optimize,
+        picking=blender.data.picking,
+        results=blender.run.results,
+        render=blender.scene.render,
+    )
 
 
 @pytest.fixture
@@ -44,7 +49,7 @@ def scene(ui, tmp_path):
     cube = bpy.data.objects["Cube"]
     folder = tmp_path / "targets"
     folder.mkdir()
-    render = importlib.import_module(f"{ui.run.__package__}.render")
+    render = ui.render
     with render.RenderOverride(scene, render.RenderSettings((SIZE, SIZE), "BLENDER_WORKBENCH", 1)) as renderer:
         for i, yaw in enumerate((50.0, 55.0, 60.0, 65.0)):
             cube.rotation_euler[2] = math.radians(yaw)
@@ -123,7 +128,7 @@ def test_timer_ticks_advance_the_run_and_stop_restores(ui, scene, controller):
     controller.start(scene, tick_seconds=0.0)  # one render per tick
     progress = bpy.context.window_manager.scenefit_progress
     assert progress.running and progress.renders == 0
-    operator = FakeOperator(ui.run.SCENEFIT_OT_optimize)
+    operator = FakeOperator(ui.optimize.SCENEFIT_OT_optimize)
     for expected in (1, 2, 3):
         assert operator.modal(bpy.context, event("TIMER")) == {"PASS_THROUGH"}
         assert progress.renders == expected
@@ -142,7 +147,7 @@ def test_escape_ends_the_run_within_one_tick(ui, scene, controller):
 
     before = scene_state(bpy, scene)
     controller.start(scene, tick_seconds=0.0)
-    operator = FakeOperator(ui.run.SCENEFIT_OT_optimize)
+    operator = FakeOperator(ui.optimize.SCENEFIT_OT_optimize)
     operator.modal(bpy.context, event("TIMER"))
     assert operator.modal(bpy.context, event("ESC", "PRESS")) == {"FINISHED"}
     assert not controller.running
@@ -154,7 +159,7 @@ def test_ticks_run_to_completion(ui, scene, controller):
 
     before = scene_state(bpy, scene)
     controller.start(scene, tick_seconds=0.0)
-    operator = FakeOperator(ui.run.SCENEFIT_OT_optimize)
+    operator = FakeOperator(ui.optimize.SCENEFIT_OT_optimize)
     results = []
     deadline = time.monotonic() + 120
     while controller.running and time.monotonic() < deadline:  # ticks also poll the training thread
@@ -170,7 +175,7 @@ def test_error_during_a_run_is_reported_and_the_scene_restored(ui, scene, contro
 
     before = scene_state(bpy, scene)
     controller.start(scene, tick_seconds=0.0)
-    operator = FakeOperator(ui.run.SCENEFIT_OT_optimize)
+    operator = FakeOperator(ui.optimize.SCENEFIT_OT_optimize)
     operator.modal(bpy.context, event("TIMER"))
     camera, scene.camera = scene.camera, None  # the user removes the scene camera mid-run
     assert operator.modal(bpy.context, event("TIMER")) == {"CANCELLED"}
@@ -254,7 +259,7 @@ def context_menu_hooks() -> list:
     import bpy
 
     draw = bpy.types.UI_MT_button_context_menu.draw
-    return [f for f in getattr(draw, "_draw_funcs", []) if f.__module__.endswith(".spec_ops")]
+    return [f for f in getattr(draw, "_draw_funcs", []) if f.__module__.endswith(".ui.operators.specs")]
 
 
 def test_apply_mean_sets_the_learned_mean(ui, scene, controller):

@@ -15,7 +15,7 @@ from tests.ui_layout import RecordingLayout
 @pytest.fixture
 def ui(scenefit):
     blender = scenefit.addon.blender
-    return SimpleNamespace(picking=blender.picking, spec_ops=blender.spec_ops)
+    return SimpleNamespace(picking=blender.data.picking, spec_ops=blender.ui.operators.specs)
 
 
 @pytest.fixture

@@ -189,19 +189,19 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
 
 def schema(package: str) -> dict[str, Any]:
     """The schema, from the modules of the imported extension package ``package`` (e.g. the installed one)."""
-    session = _module(package, "blender.session")
-    rna = _module(package, "blender.rna")
-    render = _module(package, "blender.render")
-    properties = _module(package, "blender.properties")
+    config_module = _module(package, "blender.run.config")
+    rna = _module(package, "blender.scene.rna")
+    render = _module(package, "blender.scene.render")
+    properties = _module(package, "blender.data.properties")
     distributions = _module(package, "engine.distributions")
     optimizer = _module(package, "engine.optimizer")
     objectives = _module(package, "engine.objectives")
     estimators = _module(package, "engine.estimators")
     presets = _module(package, "engine.presets")
 
-    run_defaults = {f.name: f.default for f in dataclasses.fields(session.RunConfig)}
+    run_defaults = {f.name: f.default for f in dataclasses.fields(config_module.RunConfig)}
     _names(RUN_FIELDS, list(run_defaults), "RunConfig")
-    _names(SPEC_FIELDS, [f.name for f in dataclasses.fields(session.SpecConfig)], "SpecConfig")
+    _names(SPEC_FIELDS, [f.name for f in dataclasses.fields(config_module.SpecConfig)], "SpecConfig")
     default = optimizer.OptimizerConfig.default()
     _names(OPTIMIZER_FIELDS, [f.name for f in dataclasses.fields(optimizer.OptimizerConfig)], "OptimizerConfig")
     _names(ESTIMATOR_FIELDS, [f.name for f in dataclasses.fields(estimators.EstimatorConfig)], "EstimatorConfig")
@@ -354,7 +354,9 @@ def schema(package: str) -> dict[str, Any]:
         "then": {"properties": {"d_gap_max": {"type": "null"}, "param_start_gap": {"type": "null"}}},
     }
 
-    clip_defaults = {f.name: f.default for f in dataclasses.fields(_module(package, "blender.clips").ClipSettings)}
+    clip_defaults = {
+        f.name: f.default for f in dataclasses.fields(_module(package, "blender.scene.clips").ClipSettings)
+    }
     _names(CLIP_FIELDS, list(clip_defaults), "ClipSettings")
     clips = {
         "type": ["object", "null"],
@@ -394,8 +396,8 @@ def schema(package: str) -> dict[str, Any]:
         "checkpoint_steps": {"type": "integer", "minimum": 0},
         "checkpoint_seconds": {"type": "number", "minimum": 0.1, "maximum": 86400},
         "overwrite": {"type": "boolean"},
-        "resume_settings": {"enum": list(session.RESUME_SETTINGS)},
-        "workers": {"type": "integer", "minimum": 0, "maximum": session.MAX_WORKERS},
+        "resume_settings": {"enum": list(config_module.RESUME_SETTINGS)},
+        "workers": {"type": "integer", "minimum": 0, "maximum": config_module.MAX_WORKERS},
     }
     for name, prop in run_props.items():
         if "$ref" not in prop:

@@ -1,32 +1,14 @@
-"""Everything that touches bpy. Registration walks the modules in dependency order."""
+"""Everything that touches bpy, in floors that import only downwards: scene < targets, data < run < ui.
 
-from . import (
-    dataset,
-    panels,
-    preferences,
-    presets,
-    properties,
-    results,
-    run,
-    spec_ops,
-    supershape,
-    target_check,
-    torch_setup,
-)
+Registration walks one list of modules in dependency order.
+"""
 
-_MODULES = (
-    preferences,
-    properties,
-    supershape,
-    presets,
-    torch_setup,
-    target_check,
-    run,
-    results,
-    spec_ops,
-    dataset,
-    panels,
-)
+from .data import preferences, properties
+from .run import controller
+from .scene import supershape
+from .ui import operators, panels
+
+_MODULES = (preferences, properties, supershape, controller, operators, panels)
 
 
 def register() -> None:

@@ -59,3 +59,13 @@ def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
     except Exception:  # a value whose repr fails is still worth naming
         text = f"<{type(value).__name__}>"
     return cut(text, limit)
+
+
+# A message line at most (a status-bar report, a batch error line); inputs quoted in it are cut to QUOTE_LIMIT.
+MESSAGE_LIMIT = 1000
+
+
+def message_line(error: BaseException) -> str:
+    """One line naming ``error`` for a user: SceneFit's own errors as they are, others with their type."""
+    text = str(error) if isinstance(error, SceneFitError) else f"{type(error).__name__}: {error}"
+    return cut(text, MESSAGE_LIMIT)

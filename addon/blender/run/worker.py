@@ -1,0 +1,91 @@
+"""One render worker: a headless Blender process that renders the samples a :class:`workers.WorkerPool` sends it.
+
+Started by the pool (``python -c`` with the bpy module, ``blender -b --python-expr`` in the UI) with
+:data:`workers.BOOTSTRAP`, which enables this extension and calls :func:`main`. The worker connects back to the
+pool's local socket, proves it was started by the pool (the token from its environment, sent as raw bytes before
+anything is unpickled), receives its setup — the snapshot .blend, the scene, the specs, the render settings, the
+clip and its render threads — opens the snapshot, enters a :class:`sampler.Sampler` and answers ``ready``. Then,
+one message per sample: ``(sample_id, values)`` in, ``("image", sample_id, image)`` or ``("error", sample_id,
+message)`` out, in order. ``None``, or the pool's end of the socket closing, ends the worker; so does the pool's
+process dying (Linux: the kernel ends the worker at once; elsewhere it ends at its next message).
+
+The worker never saves its file: the scene it changes is its own copy.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import sys
+import traceback
+from multiprocessing.connection import Connection
+from types import SimpleNamespace
+
+import bpy
+
+from ...engine.errors import SceneFitError
+from ..scene.clips import ClipSettings
+from ..scene.render import RenderSettings
+from .sampler import Sampler, bind
+
+# Set by the pool in each worker's environment.
+ADDRESS_VARIABLE = "SCENEFIT_WORKER_ADDRESS"  # host:port of the pool's socket
+TOKEN_VARIABLE = "SCENEFIT_WORKER_TOKEN"  # the pool's secret, then ":" and this worker's index
+PARENT_VARIABLE = "SCENEFIT_WORKER_PARENT"  # the pool's process id
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def main() -> None:
+    """Serve the pool until it says stop; exits the process (the bpy module's own shutdown can hang)."""
+    code = 0
+    try:
+        _die_with_parent()
+        host, port = os.environ[ADDRESS_VARIABLE].rsplit(":", 1)
+        connection = Connection(socket.create_connection((host, int(port))).detach())
+        connection.send_bytes(os.environ[TOKEN_VARIABLE].encode())
+        serve(connection)
+    except (EOFError, ConnectionError):
+        pass  # the pool went away: nothing is left to answer
+    except BaseException:  # any failure to start: the pool shows the tail of this log as the reason
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def serve(connection: Connection) -> None:
+    setup = connection.recv()
+    bpy.ops.wm.open_mainfile(filepath=setup["snapshot"], load_ui=False)
+    scene = bpy.data.scenes[setup["scene"]]
+    # Workers × threads ≤ cores: Cycles would otherwise start one thread per core in every worker.
+    scene.render.threads_mode = "FIXED"
+    scene.render.threads = setup["threads"]
+    specs = [SimpleNamespace(**spec) for spec in setup["specs"]]
+    clip = ClipSettings.from_dict(setup["clip"]) if setup["clip"] is not None else None
+    settings = RenderSettings(**setup["settings"])
+    with Sampler(scene, bind(specs), settings, clip) as sampler:
+        connection.send(("ready", os.getpid()))
+        while (message := connection.recv()) is not None:
+            sample_id, values = message
+            try:
+                image = sampler.render(sample_id, values)
+            except SceneFitError as error:  # this sample cannot be rendered: the run decides what that means
+                connection.send(("error", sample_id, str(error)))
+            else:
+                connection.send(("image", sample_id, image))
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel end this process when the pool's process ends, however it ends."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return  # no prctl: the worker still ends at its next message
+    if os.getppid() != int(os.environ.get(PARENT_VARIABLE, os.getppid())):
+        os._exit(0)  # the pool died before the request took effect

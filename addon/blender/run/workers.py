@@ -1,0 +1,409 @@
+"""Render back-ends of a run: samples in (``submit(sample_id, values)``), images out by sample id (``collect``).
+
+:class:`InProcess` renders with the run's own :class:`sampler.Sampler` on the main thread, one sample per
+``collect``. :class:`WorkerPool` hands samples to N headless Blender processes (:mod:`worker`): the same Python
+with the bpy module, the running Blender's own binary (``bpy.app.binary_path -b``) in the UI. Each opens a
+snapshot of the scene as it was when the run started (:func:`save_snapshot`: a temporary copy of the current,
+unsaved state) and renders with ``cores // N`` render threads. Images come back in any order; the caller puts
+them in sample-id order, so what is learned never depends on N or on timing.
+
+Faults: a worker that dies, or does not answer within :func:`image_timeout` of starting a sample, is killed and
+started again, and its unfinished samples are sent again (to whichever worker is free). A sample that was being
+rendered at two such deaths, or a worker that cannot start when no other worker is left, raises
+:class:`RenderError` naming the reason (the tail of the worker's log); a worker that cannot start while others
+render is left out and said in :attr:`WorkerPool.problems`. :meth:`WorkerPool.close` ends every worker (its whole
+process group) and removes the snapshot; it runs at interpreter exit too, so no worker outlives the run.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import hmac
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import IO, Any
+
+import bpy
+import numpy as np
+
+from ...engine.errors import RenderError, cut
+from ..data.preferences import ADDON_PACKAGE
+from ..scene.clips import ClipSettings
+from ..scene.render import RenderSettings, make_temp_folder, quiet_stdout
+from . import worker as worker_module
+from .sampler import PropertySpec, Sampler
+
+REPO_VARIABLE = "SCENEFIT_WORKER_REPO"  # the folder of the extension's repository, for a worker that lacks it
+# What a worker runs first. It makes the extension's repository known when the worker's Blender does not know it
+# (batch mode registers the source folder for its own process only), enables the extension (its properties and
+# update handlers belong to the scene) and hands over to worker.main.
+BOOTSTRAP = f"""
+import importlib, os, sys
+import bpy, addon_utils
+package = {ADDON_PACKAGE!r}
+repo = package.split(".")[1]
+if not any(known.module == repo for known in bpy.context.preferences.extensions.repos):
+    bpy.context.preferences.extensions.repos.new(
+        name=repo, module=repo, custom_directory=os.environ[{REPO_VARIABLE!r}], source="USER")
+if addon_utils.enable(package, default_set=False) is None:
+    sys.exit("cannot enable " + package)
+importlib.import_module(package + ".addon.blender.run.worker").main()
+"""
+START_TIMEOUT_S = 120.0  # from launch to "ready": Blender starts, enables SceneFit, opens the snapshot
+MIN_IMAGE_TIMEOUT_S = 300.0  # a worker silent this long on one sample hangs (see image_timeout)
+SLOWEST_FACTOR = 10  # …or silent this many times the slowest image so far, whichever is longer
+QUEUED_PER_WORKER = 2  # samples sent ahead to each worker: the next one is there when an image goes out
+LOG_LINES = 6  # lines of a worker's log quoted as the reason it failed
+STOP_WAIT_S = 2.0  # how long close() lets a worker end on its own before killing it
+
+
+def cores() -> int:
+    """The CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def worker_count(workers: int) -> int:
+    """The number of render processes for the ``workers`` setting: 0 means what fits the machine, one worker per
+    two cores (each renders with two threads), at least one."""
+    return workers if workers > 0 else max(1, cores() // 2)
+
+
+def image_timeout(slowest_s: float) -> float:
+    return max(MIN_IMAGE_TIMEOUT_S, SLOWEST_FACTOR * slowest_s)
+
+
+def save_snapshot() -> Path:
+    """Save the current state of the open file, unsaved changes included, to a temporary .blend for the workers;
+    the user's file, its path and its unsaved state are untouched (``copy=True``; relative paths are remapped to
+    the copy's folder)."""
+    path = make_temp_folder() / "snapshot.blend"
+    try:
+        with quiet_stdout():  # "Info: Saved copy as …" would come between batch mode's lines
+            bpy.ops.wm.save_as_mainfile(filepath=str(path), copy=True, check_existing=False)
+    except RuntimeError as error:
+        shutil.rmtree(path.parent, ignore_errors=True)
+        raise RenderError(f"cannot save a snapshot of the scene for the render workers: {cut(str(error))}") from None
+    return path
+
+
+def worker_command(binary_path: str | None = None) -> list[str]:
+    """How to start a worker: the running Blender's binary (``binary_path``, default ``bpy.app.binary_path``) in
+    the UI, this Python with the bpy module (whose binary path is empty)."""
+    binary_path = bpy.app.binary_path if binary_path is None else binary_path
+    if binary_path:
+        binary = Path(binary_path)
+        if not binary.is_file():
+            raise RenderError(f"no Blender binary for the render workers: {cut(str(binary))} does not exist")
+        return [str(binary), "-b", "--python-exit-code", "1", "--python-expr", BOOTSTRAP]
+    return [sys.executable, "-c", BOOTSTRAP]
+
+
+def open_renderer(sampler: Sampler, specs: Sequence[PropertySpec], workers: int) -> InProcess | WorkerPool:
+    """Where ``sampler``'s samples go for the ``workers`` setting: a pool of :func:`worker_count` processes over a
+    snapshot of its scene (which stays as it is), or, for one, ``sampler`` itself, entered here (the caller
+    restores it)."""
+    count = worker_count(workers)
+    if count > 1:
+        return WorkerPool(count, sampler.scene, specs, sampler.settings, sampler.clip)
+    return InProcess(sampler.__enter__())
+
+
+class InProcess:
+    """The render back-end without workers: ``sampler`` (entered by the caller) renders one submitted sample per
+    :meth:`collect`, in the order submitted."""
+
+    def __init__(self, sampler: Sampler) -> None:
+        self.sampler = sampler
+        self._queue: collections.deque[tuple[int, Mapping[str, Any]]] = collections.deque()
+        self.problems: list[str] = []
+
+    def submit(self, sample_id: int, values: Mapping[str, Any]) -> None:
+        self._queue.append((sample_id, values))
+
+    def collect(self, timeout: float) -> list[tuple[int, np.ndarray]]:
+        """The next submitted sample's image (nothing when none is left); ``timeout`` is the pool's: one render
+        takes the time it takes."""
+        if not self._queue:
+            return []
+        sample_id, values = self._queue.popleft()
+        return [(sample_id, self.sampler.render(sample_id, values))]
+
+    def close(self) -> None:
+        self._queue.clear()
+
+
+@dataclass
+class _Worker:
+    index: int
+    process: subprocess.Popen
+    log: IO[bytes]
+    started_at: float
+    connection: Connection | None = None
+    pid: int | None = None  # once ready
+    sent: collections.deque = field(default_factory=collections.deque)  # (sample_id, values), oldest first
+    busy_since: float = 0.0  # when it began the oldest sample in ``sent``
+
+    @property
+    def ready(self) -> bool:
+        return self.pid is not None
+
+
+class WorkerPool:
+    """``count`` render processes over a snapshot (:func:`save_snapshot`, taken here) of ``scene``, rendering the
+    samples of ``specs`` with ``settings`` (and ``clip``: a whole clip per sample, per worker). A failure to start
+    leaves nothing behind: no process, no snapshot.
+
+    >>> pool = WorkerPool(2, scene, specs, settings)
+    >>> pool.submit(0, {"yaw": 0.5}); pool.submit(1, {"yaw": 0.7})
+    >>> images = dict(pool.collect(timeout=1.0))  # what arrived within a second, by sample id
+    >>> pool.close()
+    """
+
+    def __init__(
+        self,
+        count: int,
+        scene: bpy.types.Scene,
+        specs: Sequence[PropertySpec],
+        settings: RenderSettings,
+        clip: ClipSettings | None = None,
+    ) -> None:
+        self.count = count
+        self.threads = max(1, cores() // count)  # render threads per worker: workers × threads ≤ cores
+        self.problems: list[str] = []  # workers left out, said once each
+        self._command = worker_command()  # before anything is made: no binary, no snapshot
+        self.snapshot = save_snapshot()
+        self._setup = {
+            "snapshot": str(self.snapshot),
+            "scene": scene.name,
+            "specs": [
+                {name: getattr(spec, name) for name in ("label", "id_type", "id_name", "data_path")} for spec in specs
+            ],
+            "settings": asdict(settings),
+            "clip": clip.to_dict() if clip is not None else None,
+            "threads": self.threads,
+        }
+        self._token = secrets.token_hex(16)
+        self._server: socket.socket | None = None
+        self._workers: dict[int, _Worker] = {}
+        self._pending: collections.deque[tuple[int, Mapping[str, Any]]] = collections.deque()
+        self._deaths: collections.Counter[int] = collections.Counter()  # sample id → workers that died on it
+        self._slowest = 0.0
+        self._closed = False
+        atexit.register(self.close)
+        try:
+            self._server = socket.create_server(("127.0.0.1", 0))
+            self._server.setblocking(False)
+            for index in range(count):
+                self._launch(index)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def pids(self) -> list[int]:
+        """The process ids of the workers running now."""
+        return [w.process.pid for w in self._workers.values() if w.process.poll() is None]
+
+    def submit(self, sample_id: int, values: Mapping[str, Any]) -> None:
+        self._pending.append((sample_id, dict(values)))
+
+    def collect(self, timeout: float) -> list[tuple[int, np.ndarray]]:
+        """The images that arrive within ``timeout`` seconds (at least one check), as (sample id, image)."""
+        deadline = time.monotonic() + timeout
+        arrived: list[tuple[int, np.ndarray]] = []
+        while True:
+            self._check_health()
+            self._dispatch()
+            connections = [w.connection for w in self._workers.values() if w.connection is not None]
+            left = max(0.0, deadline - time.monotonic())
+            for ready in wait([*connections, self._server], timeout=min(left, 1.0)):
+                if ready is self._server:
+                    self._accept()
+                elif (owner := self._owner(ready)) is not None:  # None: ended by an earlier message of this wait
+                    arrived.extend(self._receive(owner))
+            if arrived or time.monotonic() >= deadline:
+                return arrived
+
+    def close(self) -> None:
+        """End every worker and remove the snapshot; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self.close)
+        for worker in self._workers.values():
+            if worker.connection is not None:
+                try:
+                    worker.connection.send(None)
+                except OSError:
+                    pass  # it is gone already
+        ending = time.monotonic() + STOP_WAIT_S
+        for worker in self._workers.values():
+            try:
+                worker.process.wait(timeout=max(0.0, ending - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            self._end(worker)
+        self._workers.clear()
+        if self._server is not None:
+            self._server.close()
+        # Every worker has ended: nothing writes into the folder any more.
+        shutil.rmtree(self.snapshot.parent, ignore_errors=True)
+
+    # ---- workers --------------------------------------------------------------------------------------------
+
+    def _launch(self, index: int) -> None:
+        folder = self.snapshot.parent
+        log = open(folder / f"worker-{index}.log", "wb")  # noqa: SIM115  (kept open by the worker; closed in _end)
+        host, port = self._server.getsockname()[:2]
+        environment = {
+            **os.environ,
+            worker_module.ADDRESS_VARIABLE: f"{host}:{port}",
+            worker_module.TOKEN_VARIABLE: f"{self._token}:{index}",
+            worker_module.PARENT_VARIABLE: str(os.getpid()),
+            # Not resolved: batch mode's repository may hold the extension as a link to its source folder.
+            REPO_VARIABLE: str(Path(__file__).parents[3]),
+        }
+        isolation: dict[str, Any] = (
+            {"start_new_session": True}  # its own process group: Ctrl-C reaches the run only, close() ends it all
+            if os.name == "posix"
+            else {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+        )
+        try:
+            process = subprocess.Popen(
+                self._command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=environment,
+                **isolation,
+            )
+        except OSError as error:
+            log.close()
+            raise RenderError(f"cannot start a render worker ({cut(self._command[0])}): {error.strerror}") from None
+        self._workers[index] = _Worker(index, process, log, time.monotonic())
+
+    def _accept(self) -> None:
+        try:
+            sock, _ = self._server.accept()
+        except BlockingIOError:
+            return
+        sock.setblocking(True)
+        connection = Connection(sock.detach())
+        # Raw bytes first: nothing from a peer is unpickled before it proved it was started by this pool.
+        try:
+            hello = connection.recv_bytes(256) if connection.poll(5.0) else b""
+        except (EOFError, OSError):  # gone, or not one of ours (a longer message)
+            hello = b""
+        token, _, index = hello.decode(errors="replace").partition(":")
+        worker = self._workers.get(int(index)) if index.isdigit() else None
+        if worker is None or worker.connection is not None or not hmac.compare_digest(token, self._token):
+            connection.close()
+            return
+        worker.connection = connection
+        connection.send(self._setup)
+
+    def _owner(self, connection: Any) -> _Worker | None:
+        return next((w for w in self._workers.values() if w.connection is connection), None)
+
+    def _receive(self, worker: _Worker) -> list[tuple[int, np.ndarray]]:
+        try:
+            message = worker.connection.recv()
+        except (EOFError, OSError):
+            self._died(worker, "it ended")
+            return []
+        kind, *rest = message
+        if kind == "ready":
+            worker.pid = rest[0]
+            return []
+        sample_id, payload = rest
+        expected, _ = worker.sent.popleft()
+        now = time.monotonic()
+        self._slowest = max(self._slowest, now - worker.busy_since)
+        worker.busy_since = now
+        if expected != sample_id:
+            raise RenderError(f"render worker {worker.index} answered sample {sample_id} for sample {expected}")
+        if kind == "error":
+            raise RenderError(payload)
+        return [(sample_id, payload)]
+
+    def _dispatch(self) -> None:
+        for worker in list(self._workers.values()):  # a worker whose connection broke is replaced meanwhile
+            while worker.ready and self._pending and len(worker.sent) < QUEUED_PER_WORKER:
+                sample = self._pending.popleft()
+                if not worker.sent:
+                    worker.busy_since = time.monotonic()
+                worker.sent.append(sample)
+                try:
+                    worker.connection.send(sample)
+                except OSError:
+                    self._died(worker, "its connection broke")
+                    break
+
+    def _check_health(self) -> None:
+        now = time.monotonic()
+        for worker in list(self._workers.values()):
+            if worker.process.poll() is not None and worker.connection is None:
+                self._died(worker, f"it exited with code {worker.process.returncode}")
+            elif not worker.ready and now - worker.started_at > START_TIMEOUT_S:
+                self._died(worker, f"it did not start within {START_TIMEOUT_S:.0f} s")
+            elif worker.sent and now - worker.busy_since > image_timeout(self._slowest):
+                timeout = image_timeout(self._slowest)
+                self._died(worker, f"it rendered nothing for {timeout:.0f} s (hung?)")
+
+    def _died(self, worker: _Worker, how: str) -> None:
+        """``worker`` is gone or hangs: end it, send its samples again, start it again — or raise."""
+        self._end(worker)
+        reason = f"render worker {worker.index} failed: {how}{self._log_tail(worker)}"
+        del self._workers[worker.index]
+        if worker.sent:
+            sample_id = worker.sent[0][0]
+            self._deaths[sample_id] += 1
+            if self._deaths[sample_id] >= 2:
+                raise RenderError(f"sample {sample_id} was being rendered when two render workers failed; {reason}")
+        self._pending.extendleft(reversed(worker.sent))
+        if not worker.ready:  # it never started: starting it again would fail again
+            if not self._workers:
+                raise RenderError(reason)
+            self.problems.append(f"{reason}; the run goes on with {len(self._workers)} worker(s)")
+            return
+        self._launch(worker.index)
+
+    def _log_tail(self, worker: _Worker) -> str:
+        try:
+            lines = Path(worker.log.name).read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return f" — {cut(' | '.join(lines[-LOG_LINES:]))}" if lines else ""
+
+    def _end(self, worker: _Worker) -> None:
+        """Kill ``worker`` and everything it started (its process group), then close its pipes."""
+        if worker.connection is not None:
+            worker.connection.close()
+            worker.connection = None
+        process = worker.process
+        if os.name == "posix":
+            try:
+                os.killpg(process.pid, signal.SIGKILL)  # its group, even when the leader has exited
+            except (ProcessLookupError, PermissionError):
+                pass
+        elif process.poll() is None:
+            process.kill()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass  # unkillable (stuck in the kernel): nothing more can be done from here
+        worker.log.close()
