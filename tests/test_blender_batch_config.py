@@ -94,8 +94,8 @@ def test_batch_prints_every_setting_then_runs_the_objective_given(scenefit, file
 
 
 def test_batch_objective_names_come_from_the_engine(scenefit, files):
-    objectives = importlib.import_module(f"{scenefit.__name__}.addon.engine.objectives")
+    vocabulary = importlib.import_module(f"{scenefit.__name__}.addon.engine.vocabulary")
     done = run_batch(files["tmp"], files["blend"], "--objective", "gan")
     assert done.returncode == 2
     assert "argument --objective: invalid choice: 'gan'" in done.stderr
-    assert all(repr(name) in done.stderr for name in objectives.OBJECTIVES)
+    assert all(repr(name) in done.stderr for name in vocabulary.OBJECTIVES)

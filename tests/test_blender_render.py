@@ -235,7 +235,7 @@ def test_engine_settings_name_this_blenders_engines(scenefit):
     render = importlib.import_module(f"{scenefit.__name__}.addon.blender.scene.render")
     settings = bpy.context.scene.render
     before = settings.engine
-    for setting in render.ENGINES:  # a name this Blender lacks raises TypeError
+    for setting in render.RENDER_ENGINES:  # a name this Blender lacks raises TypeError
         settings.engine = compat.render_engine(setting)
         assert settings.engine == compat.render_engine(setting)
     settings.engine = before

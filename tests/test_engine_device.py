@@ -12,9 +12,9 @@ import torch
 from addon.engine.errors import ConfigError
 from addon.engine.objectives import ObjectiveConfig, make_objective
 from addon.engine.optimizer import AskTellOptimizer, OptimizerConfig, read_checkpoint
+from addon.engine.vocabulary import OBJECTIVES
 from tests.engine_supershape import SIZE, make_space, render, targets
 
-OBJECTIVES = ("energy", "adversarial", "wgan-gp", "mmd")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch.cuda.is_available())")
 
 

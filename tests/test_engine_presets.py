@@ -193,10 +193,12 @@ def test_titles_list_even_broken_files_without_importing_torch(tmp_path):
     assert result.stdout.split() == [str(len(SHIPPED) + 1), "zz_broken", "True", "False"]
 
 
-def test_accepted_names_match_the_engine():
-    from addon.engine.objectives import OBJECTIVES
+def test_every_objective_name_has_its_objective_and_only_those():
+    from addon.engine import vocabulary
+    from addon.engine.objectives import OBJECTIVE_CLASSES
 
-    assert set(presets.OBJECTIVES) == set(OBJECTIVES)
+    assert set(OBJECTIVE_CLASSES) == set(vocabulary.OBJECTIVES)
+    assert set(vocabulary.GAP_OBJECTIVES) <= set(vocabulary.OBJECTIVES)
 
 
 def test_a_preset_without_an_estimator_gets_its_objectives_default_baseline():

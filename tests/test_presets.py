@@ -166,11 +166,20 @@ def test_apply_operator_builds_the_preset_in_a_new_scene(scenefit):
 
 
 def test_vocabularies_agree_across_layers(scenefit):
+    import bpy
+
     blender = scenefit.addon.blender
     engine_presets = scenefit.addon.engine.presets
     assert set(blender.scene.presets.BUILDERS) == set(engine_presets.SCENES)
     assert set(blender.scene.presets._PRIMITIVE_NODES) == set(engine_presets.PRIMITIVES)
     assert set(blender.scene.presets._YAW_MESHES) == set(engine_presets.YAW_MESHES)
-    assert [item[0] for item in blender.data.properties.OBJECTIVE_ITEMS] == list(engine_presets.OBJECTIVES)
-    assert [item[0] for item in blender.data.properties.ESTIMATOR_ITEMS] == list(engine_presets.BASELINES)
-    assert tuple(module(scenefit, "scene.render").ENGINES) == engine_presets.RENDER_ENGINES
+    vocabulary = scenefit.addon.engine.vocabulary
+    # The panel's menus as registered offer exactly the vocabulary's names, in its order.
+    settings = bpy.context.scene.scenefit.bl_rna.properties
+    for prop, keys in (
+        ("objective", vocabulary.OBJECTIVES),
+        ("estimator", vocabulary.BASELINES),
+        ("device", vocabulary.DEVICES),
+        ("render_engine", vocabulary.RENDER_ENGINES),
+    ):
+        assert [item.identifier for item in settings[prop].enum_items] == list(keys), prop

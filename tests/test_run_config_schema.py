@@ -50,6 +50,7 @@ def code(scenefit):
         estimators=module("engine.estimators"),
         objectives=module("engine.objectives"),
         engine_presets=module("engine.presets"),
+        vocabulary=module("engine.vocabulary"),
         errors=module("engine.errors"),
     )
 
@@ -148,9 +149,9 @@ def test_the_schemas_fields_are_the_dataclasses_fields(code):
 
 def test_the_schemas_names_and_defaults_come_from_the_code(code):
     defs = SCHEMA["$defs"]
-    assert defs["optimizer"]["properties"]["objective"]["enum"] == list(code.objectives.OBJECTIVES)
-    assert defs["estimator"]["properties"]["baseline"]["enum"] == list(code.estimators.BASELINES)
-    assert SCHEMA["properties"]["engine"]["enum"] == list(code.render.ENGINES)
+    assert defs["optimizer"]["properties"]["objective"]["enum"] == list(code.vocabulary.OBJECTIVES)
+    assert defs["estimator"]["properties"]["baseline"]["enum"] == list(code.vocabulary.BASELINES)
+    assert SCHEMA["properties"]["engine"]["enum"] == list(code.vocabulary.RENDER_ENGINES)
     assert defs["spec"]["properties"]["id_type"]["enum"] == list(code.rna.ID_COLLECTIONS)
     default = code.optimizer.OptimizerConfig.default().to_dict()
     for name, prop in defs["optimizer"]["properties"].items():
@@ -338,7 +339,7 @@ def test_the_default_objective_decides_whether_gap_knobs_are_allowed(code, cube)
     data = changed("optimizer", {"d_gap_max": 0.9})  # no objective: the default's
     assert schema_accepts(data) == run_accepts(code, cube, data)
     default = code.optimizer.OptimizerConfig.default().objective
-    assert run_accepts(code, cube, data) == (default in code.optimizer._GAP_OBJECTIVES)
+    assert run_accepts(code, cube, data) == (default in code.vocabulary.GAP_OBJECTIVES)
 
 
 def test_a_results_distribution_is_a_valid_start(code, cube):

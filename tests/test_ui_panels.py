@@ -139,7 +139,7 @@ def test_empty_scene(ui, scene):
 
 def test_settings_offer_the_training_device_and_the_run_takes_it(scenefit, ui, scene):
     blender = scenefit.addon.blender
-    assert [item[0] for item in blender.data.properties.DEVICE_ITEMS] == list(scenefit.addon.engine.presets.DEVICES)
+    assert [item[0] for item in blender.data.properties.DEVICE_ITEMS] == list(scenefit.addon.engine.vocabulary.DEVICES)
     settings = scene.scenefit
     assert settings.device == "auto"
     layout = draw_all()

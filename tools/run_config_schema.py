@@ -191,13 +191,12 @@ def schema(package: str) -> dict[str, Any]:
     """The schema, from the modules of the imported extension package ``package`` (e.g. the installed one)."""
     config_module = _module(package, "blender.run.config")
     rna = _module(package, "blender.scene.rna")
-    render = _module(package, "blender.scene.render")
     properties = _module(package, "blender.data.properties")
     distributions = _module(package, "engine.distributions")
     optimizer = _module(package, "engine.optimizer")
     objectives = _module(package, "engine.objectives")
     estimators = _module(package, "engine.estimators")
-    presets = _module(package, "engine.presets")
+    vocabulary = _module(package, "engine.vocabulary")
 
     run_defaults = {f.name: f.default for f in dataclasses.fields(config_module.RunConfig)}
     _names(RUN_FIELDS, list(run_defaults), "RunConfig")
@@ -301,7 +300,7 @@ def schema(package: str) -> dict[str, Any]:
         "additionalProperties": False,
         "description": OPTIMIZER_FIELDS["estimator"],
         "properties": {
-            "baseline": {"enum": list(estimators.BASELINES)},
+            "baseline": {"enum": list(vocabulary.BASELINES)},
             "ema_init": {"type": ["number", "null"]},
             "ema_new_weight": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
             "normalize_advantages": {"type": "boolean"},
@@ -312,10 +311,10 @@ def schema(package: str) -> dict[str, Any]:
     for name, prop in estimator["properties"].items():
         prop.update(description=ESTIMATOR_FIELDS[name], default=estimator_defaults[name])
 
-    gap = list(optimizer._GAP_OBJECTIVES)
+    gap = list(vocabulary.GAP_OBJECTIVES)
     optimizer_defaults = default.to_dict()
     optimizer_props: dict[str, Any] = {
-        "objective": {"enum": list(objectives.OBJECTIVES)},
+        "objective": {"enum": list(vocabulary.OBJECTIVES)},
         "estimator": {"$ref": "#/$defs/estimator"},
         "d_steps": {"type": "integer", "minimum": 0},
         "d_lr": positive,
@@ -330,7 +329,7 @@ def schema(package: str) -> dict[str, Any]:
         "coarse_to_fine": {"type": ["number", "null"], "minimum": 0, "maximum": 0.5},
         "coarse_half_life": positive,
         "objective_options": {"$ref": "#/$defs/objective_options"},
-        "device": {"enum": list(presets.DEVICES)},
+        "device": {"enum": list(vocabulary.DEVICES)},
     }
     for name, prop in optimizer_props.items():
         if "$ref" not in prop:
@@ -387,7 +386,7 @@ def schema(package: str) -> dict[str, Any]:
             "minItems": 2,
             "maxItems": 2,
         },
-        "engine": {"enum": list(render.ENGINES)},
+        "engine": {"enum": list(vocabulary.RENDER_ENGINES)},
         "samples": {"type": "integer", "minimum": 1},
         "channels": {"enum": [3, 4]},
         "optimizer": {"$ref": "#/$defs/optimizer"},

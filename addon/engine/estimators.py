@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from .errors import ConfigError, TrainingError
-from .presets import BASELINES
+from .vocabulary import BASELINES
 
 # Ridge of the per-property baseline's regression, per sample of the batch (features standardised): keeps the fit
 # from following the noise of a small batch with many properties. On the light_and_colour lookup table (8 seeds,

@@ -579,7 +579,7 @@ def _sqdist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a.pow(2).sum(1, keepdim=True) + b.pow(2).sum(1) - 2 * a @ b.T).clamp_min(0)
 
 
-OBJECTIVES: dict[str, type[Objective]] = {
+OBJECTIVE_CLASSES: dict[str, type[Objective]] = {
     cls.name: cls for cls in (AdversarialObjective, WGANGPObjective, MMDObjective, EnergyObjective)
 }
 
@@ -591,8 +591,8 @@ def make_objective(
     generator: torch.Generator,
     device: torch.device | str = "cpu",
 ) -> Objective:
-    """The objective called ``name`` (a key of :data:`OBJECTIVES`) working on ``device``; ConfigError on an
+    """The objective called ``name`` (a key of :data:`OBJECTIVE_CLASSES`) working on ``device``; ConfigError on an
     unknown name."""
-    if name not in OBJECTIVES:
-        raise ConfigError(f"unknown objective {name!r}; expected one of {sorted(OBJECTIVES)}")
-    return OBJECTIVES[name](targets, config, generator, device)
+    if name not in OBJECTIVE_CLASSES:
+        raise ConfigError(f"unknown objective {name!r}; expected one of {sorted(OBJECTIVE_CLASSES)}")
+    return OBJECTIVE_CLASSES[name](targets, config, generator, device)

@@ -31,8 +31,9 @@ from . import diagnostics
 from .distributions import ParameterSpace, Value
 from .errors import ConfigError, SceneFitError, TargetError, TrainingError, cut, quote
 from .estimators import EstimatorConfig, ScoreFunctionEstimator
-from .objectives import OBJECTIVES, Objective, ObjectiveConfig, make_objective
-from .presets import DEVICES, default_baseline
+from .objectives import Objective, ObjectiveConfig, make_objective
+from .presets import default_baseline
+from .vocabulary import DEVICES, GAP_OBJECTIVES, OBJECTIVES
 
 CHECKPOINT_FORMAT = "scenefit-optimizer"
 CHECKPOINT_VERSION = 2
@@ -46,14 +47,13 @@ _STATE_KEYS = (
 _RANGE_SLACK = 1e-3
 # ObjectiveConfig fields that OptimizerConfig sets itself (d_lr, d_betas, feature_extractor): not in objective_options.
 _OWN_OBJECTIVE_FIELDS = ("lr", "betas", "feature_extractor")
-_GAP_OBJECTIVES = ("adversarial", "wgan-gp")
 
 
 @dataclass
 class OptimizerConfig:
     """Settings of an :class:`AskTellOptimizer`. Invalid values raise :class:`ConfigError` naming the field.
 
-    objective: "energy" | "adversarial" | "wgan-gp" | "mmd" (engine.objectives.OBJECTIVES).
+    objective: "energy" | "adversarial" | "wgan-gp" | "mmd" (engine.vocabulary).
     estimator: how rewards become gradients (baseline, advantage normalisation, σ floor…).
     batch_size: samples per ``ask()`` (a tell needs at least 2 images).
     d_steps: discriminator/critic updates per tell (0 trains nothing, as MMD needs). d_lr, d_betas: their Adam.
@@ -141,9 +141,9 @@ class OptimizerConfig:
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, _number(name, value))
-                if self.objective not in _GAP_OBJECTIVES:
+                if self.objective not in GAP_OBJECTIVES:
                     raise ConfigError(
-                        f"{name} needs D(real)/D(sim) from an objective in {_GAP_OBJECTIVES}; "
+                        f"{name} needs D(real)/D(sim) from an objective in {GAP_OBJECTIVES}; "
                         f"objective {self.objective!r} has none"
                     )
         if self.feature_extractor is not None and (

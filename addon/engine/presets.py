@@ -40,16 +40,12 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, DistributionError
+from .vocabulary import BASELINES, OBJECTIVES, RENDER_ENGINES
 
 FORMAT = "scenefit-preset"
 VERSION = 1
 PRESET_DIR = Path(__file__).resolve().parents[2] / "presets"
 
-# The names the run settings accept; tests check them against the Blender layer's enums and the engine's names.
-OBJECTIVES = ("energy", "adversarial", "wgan-gp", "mmd")
-BASELINES = ("ema", "loo", "per-property", "none")
-DEVICES = ("auto", "cpu", "cuda")
-RENDER_ENGINES = ("CYCLES", "BLENDER_WORKBENCH", "BLENDER_EEVEE_NEXT")
 PRIMITIVES = ("cube", "uv_sphere", "ico_sphere", "cone", "cylinder")
 YAW_MESHES = ("car", "monkey", "cone", "cube")
 _ID_TYPE = re.compile(r"^[A-Z][A-Z_]*$")

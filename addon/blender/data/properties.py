@@ -7,6 +7,7 @@ import json
 
 import bpy
 
+from ...engine import vocabulary
 from ...engine.errors import SpecError
 from ..scene import rna
 
@@ -38,38 +39,10 @@ DISTRIBUTION_ITEMS = [
     ("CATEGORICAL", "Categorical", "One of a list of choices with learned probabilities (enums, ints, shapes)", 2),
     ("BERNOULLI", "Bernoulli", "True with probability p (on/off properties)", 3),
 ]
-OBJECTIVE_ITEMS = [
-    (
-        "energy",
-        "Energy distance",
-        "Match the set of renders to the set of targets by their pixel distances; finds its way from far starts "
-        "(the default)",
-    ),
-    ("adversarial", "Adversarial", "A discriminator learns to tell renders from targets (DCGAN-style, blendtorch)"),
-    ("wgan-gp", "WGAN-GP", "A Wasserstein critic with gradient penalty scores renders (SPIRAL)"),
-    ("mmd", "MMD", "Match the set of renders to the set of targets by maximum mean discrepancy (Meta-Sim)"),
-]
-ESTIMATOR_ITEMS = [
-    ("ema", "Moving average", "Baseline: exponential moving average of past rewards (blendtorch)"),
-    ("loo", "Leave-one-out", "Baseline: mean reward of the other samples in the batch (low variance)"),
-    (
-        "per-property",
-        "Per property",
-        "Leave-one-out, and for each property also what the other properties' draws explain of the reward: "
-        "a property that changes the image little next to another still learns its spread (the default)",
-    ),
-    ("none", "None", "No baseline (plain REINFORCE, noisiest)"),
-]
-DEVICE_ITEMS = [
-    ("auto", "Auto", "Train on the GPU when SceneFit's torch has CUDA, else on the CPU (the default)"),
-    ("cpu", "CPU", "Train on the CPU, beside Blender's rendering"),
-    ("cuda", "CUDA", "Train on the NVIDIA GPU (a run without one is refused when it starts)"),
-]
-ENGINE_ITEMS = [
-    ("CYCLES", "Cycles", "Path tracing, denoising off; a few samples are enough at training resolution"),
-    ("BLENDER_WORKBENCH", "Workbench", "Fastest: flat/solid shading, for shape and pose parameters"),
-    ("BLENDER_EEVEE_NEXT", "EEVEE", "Rasterized; slow without a GPU (seconds per image on a CPU-only machine)"),
-]
+OBJECTIVE_ITEMS = vocabulary.enum_items(vocabulary.OBJECTIVE_NAMES)
+ESTIMATOR_ITEMS = vocabulary.enum_items(vocabulary.BASELINE_NAMES)
+DEVICE_ITEMS = vocabulary.enum_items(vocabulary.DEVICE_NAMES)
+ENGINE_ITEMS = vocabulary.enum_items(vocabulary.RENDER_ENGINE_NAMES)
 
 
 def spec_label(spec: SCENEFIT_Spec) -> str:

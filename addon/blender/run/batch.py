@@ -26,9 +26,9 @@ import bpy
 
 from ...engine import diagnostics
 from ...engine.errors import MESSAGE_LIMIT, ConfigError, SceneFitError, cut, quote
-from ...engine.presets import DEVICES, OBJECTIVES
+from ...engine.vocabulary import DEVICES, OBJECTIVES, RENDER_ENGINES
 from ..scene.clips import ClipSettings
-from ..scene.render import ENGINES, RenderSettings
+from ..scene.render import RenderSettings
 from ..targets.clips import save_clip
 from ..targets.images import save_image
 from .config import RunConfig, check_output_folder, engine_distribution
@@ -56,7 +56,7 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--batch-size", type=int, help="renders per step")
     parse.add_argument("--seed", type=int, help="seed of sampling and network initialization")
     parse.add_argument("--resolution", type=_resolution, help="training size: 64 or 64x48 (width x height)")
-    parse.add_argument("--engine", choices=ENGINES, help="render engine")
+    parse.add_argument("--engine", choices=RENDER_ENGINES, help="render engine")
     parse.add_argument("--samples", type=int, help="render samples (Cycles/EEVEE samples, Workbench AA)")
     parse.add_argument("--objective", choices=OBJECTIVES, help="how renders are compared with the targets")
     parse.add_argument(

@@ -22,10 +22,10 @@ from ...engine.errors import (
     quote,
 )
 from ...engine.presets import recommended_steps
+from ...engine.vocabulary import RENDER_ENGINES
 from ..data import preferences
 from ..data.properties import spec_label
 from ..scene import clips, rna
-from ..scene.render import ENGINES
 from . import writeback
 
 # The largest count a setting may hold: Blender's integer properties (and the progress shown) are 32-bit.
@@ -117,8 +117,8 @@ class RunConfig:
         ):
             raise ConfigError(f"resolution must be [width, height] in pixels (4–4096), got {quote(self.resolution)}")
         self.resolution = (int(self.resolution[0]), int(self.resolution[1]))
-        if self.engine not in ENGINES:
-            raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {quote(self.engine)}")
+        if self.engine not in RENDER_ENGINES:
+            raise ConfigError(f"engine must be one of {', '.join(RENDER_ENGINES)}, got {quote(self.engine)}")
         if self.channels not in (3, 4):
             raise ConfigError(f"channels must be 3 or 4, got {quote(self.channels)}")
         if not isinstance(self.optimizer, Mapping):

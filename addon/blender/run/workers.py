@@ -275,7 +275,7 @@ class WorkerPool:
             worker_module.TOKEN_VARIABLE: f"{self._token}:{index}",
             worker_module.PARENT_VARIABLE: str(os.getpid()),
             # Not resolved: batch mode's repository may hold the extension as a link to its source folder.
-            REPO_VARIABLE: str(Path(__file__).parents[3]),
+            REPO_VARIABLE: str(Path(sys.modules[ADDON_PACKAGE].__file__).parents[1]),  # the folder holding it
         }
         isolation: dict[str, Any] = (
             {"start_new_session": True}  # its own process group: Ctrl-C reaches the run only, close() ends it all

@@ -31,9 +31,9 @@ import numpy as np
 
 from ...engine.errors import RenderError, SceneFitError, SpecError
 from ...engine.images import to_display
+from ...engine.vocabulary import RENDER_ENGINES
 from . import compat, rna
 
-ENGINES = ("CYCLES", "BLENDER_WORKBENCH", "BLENDER_EEVEE_NEXT")
 # In a settings plan: save and restore this setting without changing it.
 _KEEP: Any = object()
 _WORKBENCH_AA = ((1, "OFF"), (5, "5"), (8, "8"), (11, "11"), (16, "16"), (32, "32"))
@@ -156,8 +156,8 @@ class RenderOverride:
         scene, settings = self.scene, self.settings
         if scene.camera is None:
             raise RenderError(f"scene {scene.name!r} has no active camera: add a camera and make it the scene camera")
-        if settings.engine not in ENGINES:
-            raise RenderError(f"unknown render engine {settings.engine!r}; one of {', '.join(ENGINES)}")
+        if settings.engine not in RENDER_ENGINES:
+            raise RenderError(f"unknown render engine {settings.engine!r}; one of {', '.join(RENDER_ENGINES)}")
         if settings.engine == "CYCLES" and not hasattr(scene, "cycles"):
             raise RenderError("the Cycles add-on is disabled in this Blender: enable it or pick another engine")
         for what, (width, height) in (("training resolution", settings.resolution), ("render size", settings.rendered)):
