@@ -27,7 +27,6 @@ import bpy
 from ...engine import diagnostics
 from ...engine.errors import MESSAGE_LIMIT, ConfigError, SceneFitError, cut, quote
 from ...engine.vocabulary import DEVICES, OBJECTIVES, RENDER_ENGINES
-from ..scene.clips import ClipSettings
 from ..scene.render import RenderSettings
 from ..targets.clips import save_clip
 from ..targets.images import save_image
@@ -372,7 +371,7 @@ def render_truth_targets(
         values = [decoded.decode(float(x)) for x in decoded.sample(targets["count"], generator)]
         draws[label] = [choices[int(v)] for v in values] if choices is not None else values
     settings = RenderSettings(config.resolution, config.engine, config.samples, config.channels)
-    clip = ClipSettings.from_dict(config.clips) if config.clips is not None else None
+    clip = config.clip
     sampler = Sampler(scene, bound, settings, clip)
     renderer = open_renderer(sampler, config.specs, config.workers)
     try:
@@ -415,8 +414,7 @@ def settings_lines(config: RunConfig, session: Session) -> list[str]:
         ("targets", session.target_report.summary()),
         ("output", config.output_dir),
     ]
-    if config.clips is not None:
-        clip = ClipSettings.from_dict(config.clips)
+    if (clip := config.clip) is not None:
         rows.append(("clips", f"frames {clip.frame_start}–{clip.frame_end} every {clip.stride} ({clip.length})"))
     if config.resume:
         rows.append(("resume", config.resume))

@@ -129,6 +129,11 @@ class RunConfig:
         if self.clips is not None:
             self.clips = clips.ClipSettings.from_dict(self.clips).to_dict()
 
+    @property
+    def clip(self) -> clips.ClipSettings | None:
+        """The clip settings as the renderers take them; None for still images."""
+        return clips.ClipSettings.from_dict(self.clips) if self.clips is not None else None
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["resolution"] = list(self.resolution)

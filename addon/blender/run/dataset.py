@@ -389,7 +389,7 @@ def generate_for_run(
     if seed is None:
         seed = preset.targets["seed"] if source == "truth" and preset is not None and preset.targets else config.seed
     settings = RenderSettings(config.resolution, config.engine, config.samples, config.channels)
-    clip = ClipSettings.from_dict(config.clips) if config.clips is not None else None
+    clip = config.clip
     distributions = source_distributions(source, config.specs, preset)
     name = Path(source).name if source.endswith(".json") else source
     return DatasetGenerator(

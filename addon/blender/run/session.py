@@ -102,7 +102,7 @@ class Session:
         config = self.config
         self.parameters, engine_space = self._bind_specs()
         settings = RenderSettings(config.resolution, config.engine, config.samples, config.channels)
-        clip = clips.ClipSettings.from_dict(config.clips) if config.clips is not None else None
+        clip = config.clip
         bound = {label: parameter.bound for label, parameter in self.parameters.items()}
         Sampler(self.scene, bound, settings, clip).check()
         if not config.output_dir:

@@ -17,14 +17,8 @@ lengths, frames of different sizes within a clip, a clip too short, a video Blen
 
 from __future__ import annotations
 
-import contextlib
-import re
-import shutil
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import bpy
 import numpy as np
@@ -32,10 +26,12 @@ import numpy as np
 from ...engine.errors import TargetError
 from ...engine.images import to_display
 from ..scene.clips import ClipSettings
-from ..scene.render import quiet_stdout, read_tga, temp_root
-from .images import IMAGE_SUFFIXES, _read_raw, save_image
+from .frames import FrameFolder, natural_order
+from .images import IMAGE_SUFFIXES, save_image
+from .videos import VIDEO_SUFFIXES, VideoClip
 
-VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".mpg", ".mpeg", ".ogv", ".flv", ".wmv")
+# One reader per clip format, the first that accepts an entry reads it (a new format is one module and one entry).
+CLIP_READERS = (FrameFolder, VideoClip)
 
 
 @dataclass
@@ -66,7 +62,7 @@ def load_clip_targets(
         raise TargetError(f"target channels must be 3 (RGB) or 4 (RGBA), got {channels}")
     report = ClipTargetReport(str(source))
     entries = _clip_entries(str(source), report)
-    sources = [_VideoClip(entry) if entry.is_file() else _FrameFolder(entry, fps) for entry in entries]
+    sources = [next(reader for reader in CLIP_READERS if reader.accepts(entry))(entry, fps) for entry in entries]
     lengths = {clip_source.length for clip_source in sources}
     if len(lengths) > 1:
         listed = ", ".join(f"{c.path.name}: {c.length}" for c in sources[:6])
@@ -109,10 +105,10 @@ def _clip_entries(source: str, report: ClipTargetReport) -> list[Path]:
     if not folder.is_dir():
         raise TargetError(f"target clip folder {source} does not exist (clips are sub-folders of frames or videos)")
     clips, stills = [], []
-    for entry in sorted(folder.iterdir(), key=_natural):
+    for entry in sorted(folder.iterdir(), key=natural_order):
         if entry.name.startswith("."):
             report.skipped.append((str(entry), "hidden"))
-        elif entry.is_dir() or entry.suffix.lower() in VIDEO_SUFFIXES:
+        elif any(reader.accepts(entry) for reader in CLIP_READERS):
             clips.append(entry)
         elif entry.suffix.lower() in IMAGE_SUFFIXES:
             stills.append(entry)
@@ -133,86 +129,7 @@ def _clip_entries(source: str, report: ClipTargetReport) -> list[Path]:
     return clips
 
 
-def _natural(path: Path) -> list:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
-
-
-class _FrameFolder:
-    """A clip given as a sub-folder of images, one per frame in file-name order, at the scene's frame rate."""
-
-    def __init__(self, path: Path, fps: float) -> None:
-        self.path, self.fps = path, fps
-        self.frames = [p for p in sorted(path.iterdir(), key=_natural) if p.suffix.lower() in IMAGE_SUFFIXES]
-        if not self.frames:
-            raise TargetError(f"target clip {path} holds no frames ({', '.join(IMAGE_SUFFIXES[:4])}…)")
-        self.length = len(self.frames)
-
-    def read(self, indices: list[int]) -> list[tuple[np.ndarray, bool]]:
-        """Raw RGBA pixels of the frames ``indices`` and whether each is linear (EXR/HDR) or sRGB."""
-        return [(_read_raw(self.frames[i]), self.frames[i].suffix.lower() in (".exr", ".hdr")) for i in indices]
-
-
-class _VideoClip:
-    """A video file, decoded with Blender's FFmpeg: a temporary scene whose sequencer shows the movie is rendered
-    at the movie's own size (sRGB in, "Standard" view out: the pixels pass unchanged), one frame at a time.
-
-    Blender renders any scene at the active scene's frame (and a context override around the render would crash
-    once a training thread runs Python), so the movie strip is moved instead: to show movie frame i it starts
-    i frames before that frame.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        with self._decoder() as (strip, _):
-            self.length, self.fps = strip.frame_final_duration, float(strip.fps)
-
-    def read(self, indices: list[int]) -> list[tuple[np.ndarray, bool]]:
-        frames = []
-        shown = bpy.context.scene.frame_current
-        with self._decoder() as (strip, image):
-            for index in indices:
-                strip.frame_start = shown - index
-                with quiet_stdout():
-                    bpy.ops.render.render(write_still=True, scene=strip.id_data.name)
-                pixels = read_tga(image)
-                frames.append((np.concatenate([pixels, np.ones_like(pixels[..., :1])], axis=2), False))
-        return frames
-
-    @contextlib.contextmanager
-    def _decoder(self) -> Iterator[tuple[Any, Path]]:
-        """A temporary scene showing the movie; yields its strip and the file each render is written to."""
-        scene = bpy.data.scenes.new("scenefit-decode")
-        folder = Path(tempfile.mkdtemp(prefix="scenefit-decode-", dir=temp_root()))
-        try:
-            editor = scene.sequence_editor_create()
-            strips = editor.strips if hasattr(editor, "strips") else editor.sequences  # renamed in Blender 4.4
-            try:
-                strip = strips.new_movie("clip", str(self.path), 1, 1)
-            except RuntimeError as error:
-                raise TargetError(f"video {self.path} cannot be decoded by Blender: {error}") from None
-            element = strip.elements[0] if len(strip.elements) else None
-            width, height = (element.orig_width, element.orig_height) if element is not None else (0, 0)
-            if strip.frame_final_duration < 1 or width < 1 or height < 1:
-                raise TargetError(
-                    f"video {self.path} cannot be decoded by Blender's FFmpeg (no frames or no size: corrupt, or a "
-                    "codec it lacks); convert it to H.264 MP4 or export its frames to a sub-folder"
-                )
-            render = scene.render
-            render.engine = "BLENDER_WORKBENCH"
-            render.resolution_x, render.resolution_y, render.resolution_percentage = width, height, 100
-            render.use_sequencer, render.use_compositing, render.dither_intensity = True, False, 0.0
-            render.image_settings.file_format = "TARGA_RAW"
-            render.image_settings.color_mode = "RGB"
-            render.filepath = str(folder / "frame.tga")
-            scene.view_settings.view_transform = "Standard"
-            scene.view_settings.look = "None"
-            yield strip, folder / "frame.tga"
-        finally:
-            bpy.data.scenes.remove(scene)
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _pick_frames(source: _FrameFolder | _VideoClip, clip: ClipSettings, fps: float) -> list[int]:
+def _pick_frames(source: FrameFolder | VideoClip, clip: ClipSettings, fps: float) -> list[int]:
     """Indices of the clip's frames standing for the run's frames (see the module's docstring)."""
     if source.length == clip.length:
         return list(range(clip.length))

@@ -21,7 +21,7 @@ from ...engine.errors import TargetError
 from ...engine.images import to_display
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".exr", ".hdr", ".tga", ".bmp", ".tif", ".tiff", ".webp")
-_LINEAR_SUFFIXES = (".exr", ".hdr")
+LINEAR_SUFFIXES = (".exr", ".hdr")
 _JPEG_SUFFIXES = (".jpg", ".jpeg")
 
 
@@ -99,8 +99,8 @@ def _candidates(source: str, report: TargetReport) -> list[Path]:
 
 
 def _load_one(path: Path, size: tuple[int, int], channels: int, report: TargetReport) -> np.ndarray:
-    pixels = _read_raw(path)
-    linear = path.suffix.lower() in _LINEAR_SUFFIXES
+    pixels = read_raw(path)
+    linear = path.suffix.lower() in LINEAR_SUFFIXES
     if not np.isfinite(pixels).all():
         raise TargetError(f"target image {path} contains NaN or infinite pixel values")
     height, width = pixels.shape[:2]
@@ -111,7 +111,7 @@ def _load_one(path: Path, size: tuple[int, int], channels: int, report: TargetRe
     return to_display(pixels, linear, size, channels)
 
 
-def _read_raw(path: Path) -> np.ndarray:
+def read_raw(path: Path) -> np.ndarray:
     """The file's stored values as (H, W, 4) float32, row 0 at the top; Blender converts no colours."""
     if path.suffix.lower() in _JPEG_SUFFIXES and b"\xff\xd9" not in path.read_bytes()[-1024:]:
         raise TargetError(f"target image {path} is truncated (no JPEG end marker)")

@@ -11,7 +11,6 @@ import bpy
 
 from ....engine.errors import SceneFitError
 from ...run.dataset import Dataset, DatasetGenerator, scene_dataset_config, source_distributions
-from ...scene.clips import ClipSettings
 from .base import SceneFitOperator, load_shipped_preset, preset_items
 
 SOURCE_ITEMS = [
@@ -87,7 +86,7 @@ class SCENEFIT_OT_generate_dataset(SceneFitOperator, bpy.types.Operator):
             distributions,
             self.source.lower(),
             self.overwrite,
-            ClipSettings.from_dict(config.clips) if config.clips is not None else None,
+            config.clip,
             config.workers,
         )
         generator.start()
