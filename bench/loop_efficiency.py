@@ -85,6 +85,7 @@ class Bench:
         self.render = common.module(self.ext, "addon.blender.scene.render")
         self.sampler = common.module(self.ext, "addon.blender.run.sampler")
         self.session = common.module(self.ext, "addon.blender.run.session")
+        self.config = common.module(self.ext, "addon.blender.run.config")
         self.scene, self.preset = common.build_supershape_scene(self.ext)
         self.base = self.config.RunConfig.from_scene(self.scene)
         self.workdir = workdir
