@@ -4,10 +4,13 @@ Started by the pool (``python -c`` with the bpy module, ``blender -b --python-ex
 :data:`workers.BOOTSTRAP`, which enables this extension and calls :func:`main`. The worker connects back to the
 pool's local socket, proves it was started by the pool (the token from its environment, sent as raw bytes before
 anything is unpickled), receives its setup — the snapshot .blend, the scene, the specs, the render settings, the
-clip and its render threads — opens the snapshot, enters a :class:`sampler.Sampler` and answers ``ready``. Then,
-one message per sample: ``(sample_id, values)`` in, ``("image", sample_id, image)`` or ``("error", sample_id,
-message)`` out, in order. ``None``, or the pool's end of the socket closing, ends the worker; so does the pool's
-process dying (Linux: the kernel ends the worker at once; elsewhere it ends at its next message).
+clip, its render threads and its Cycles devices — opens the snapshot, makes those devices its own
+(:func:`devices.apply`), enters a :class:`sampler.Sampler` (which fails, named, when a GPU render has no GPU here)
+and answers ``("ready", pid, devices as applied)``. Then, one message per sample: ``(sample_id, values)`` in,
+``("image", sample_id, image)`` or ``("error", sample_id, message)`` out, in order. ``None``, or the pool's end of
+the socket closing, ends the worker; so does the pool's process dying (Linux: the kernel ends the worker at once;
+elsewhere it ends at its next message). A worker that cannot render as asked (a :class:`SceneFitError` at start-up)
+prints that one sentence and exits 1: the pool quotes it as the reason.
 
 The worker never saves its file: the scene it changes is its own copy.
 """
@@ -26,6 +29,7 @@ from types import SimpleNamespace
 import bpy
 
 from ...engine.errors import SceneFitError
+from ..scene import devices
 from ..scene.clips import ClipSettings
 from ..scene.render import RenderSettings
 from .sampler import Sampler, bind
@@ -48,6 +52,9 @@ def main() -> None:
         serve(connection)
     except (EOFError, ConnectionError):
         pass  # the pool went away: nothing is left to answer
+    except SceneFitError as error:  # it cannot render as asked (no usable GPU…): the sentence is the reason
+        print(error, file=sys.stderr)
+        code = 1
     except BaseException:  # any failure to start: the pool shows the tail of this log as the reason
         traceback.print_exc()
         code = 1
@@ -64,11 +71,13 @@ def serve(connection: Connection) -> None:
     # Workers × threads ≤ cores: Cycles would otherwise start one thread per core in every worker.
     scene.render.threads_mode = "FIXED"
     scene.render.threads = setup["threads"]
+    # The user's Cycles devices, or its one GPU of them: before the sampler checks that a GPU render has a GPU.
+    applied = devices.apply(devices.WorkerDevices.from_dict(setup["devices"]))
     specs = [SimpleNamespace(**spec) for spec in setup["specs"]]
     clip = ClipSettings.from_dict(setup["clip"]) if setup["clip"] is not None else None
     settings = RenderSettings(**setup["settings"])
     with Sampler(scene, bind(specs), settings, clip) as sampler:
-        connection.send(("ready", os.getpid()))
+        connection.send(("ready", os.getpid(), applied))
         while (message := connection.recv()) is not None:
             sample_id, values = message
             try:

@@ -4,8 +4,9 @@
 ``collect``. :class:`WorkerPool` hands samples to N headless Blender processes (:mod:`worker`): the same Python
 with the bpy module, the running Blender's own binary (``bpy.app.binary_path -b``) in the UI. Each opens a
 snapshot of the scene as it was when the run started (:func:`save_snapshot`: a temporary copy of the current,
-unsaved state) and renders with ``cores // N`` render threads. Images come back in any order; the caller puts
-them in sample-id order, so what is learned never depends on N or on timing.
+unsaved state) and renders with ``cores // N`` render threads, on the user's Cycles devices — one GPU of them per
+worker when the scene renders on the GPU, none at all being an error (:mod:`devices`). Images come back in any
+order; the caller puts them in sample-id order, so what is learned never depends on N or on timing.
 
 Faults: a worker that dies, or does not answer within :func:`image_timeout` of starting a sample, is killed and
 started again, and its unfinished samples are sent again (to whichever worker is free). A sample that was being
@@ -39,6 +40,7 @@ import numpy as np
 
 from ...engine.errors import RenderError, cut
 from ..data.preferences import ADDON_PACKAGE
+from ..scene import devices
 from ..scene.clips import ClipSettings
 from ..scene.render import RenderSettings, make_temp_folder, quiet_stdout
 from . import worker as worker_module
@@ -64,7 +66,8 @@ START_TIMEOUT_S = 120.0  # from launch to "ready": Blender starts, enables Scene
 MIN_IMAGE_TIMEOUT_S = 300.0  # a worker silent this long on one sample hangs (see image_timeout)
 SLOWEST_FACTOR = 10  # …or silent this many times the slowest image so far, whichever is longer
 QUEUED_PER_WORKER = 2  # samples sent ahead to each worker: the next one is there when an image goes out
-LOG_LINES = 6  # lines of a worker's log quoted as the reason it failed
+LOG_LINES = 6  # lines of a worker's log quoted as the reason it failed…
+LOG_CHARACTERS = 400  # …at most this many of their last characters (the reason comes last)
 STOP_WAIT_S = 2.0  # how long close() lets a worker end on its own before killing it
 
 
@@ -154,6 +157,7 @@ class _Worker:
     started_at: float
     connection: Connection | None = None
     pid: int | None = None  # once ready
+    devices: dict[str, Any] = field(default_factory=dict)  # its Cycles devices as it applied them (devices.apply)
     sent: collections.deque = field(default_factory=collections.deque)  # (sample_id, values), oldest first
     busy_since: float = 0.0  # when it began the oldest sample in ``sent``
 
@@ -185,6 +189,7 @@ class WorkerPool:
         self.threads = max(1, cores() // count)  # render threads per worker: workers × threads ≤ cores
         self.problems: list[str] = []  # workers left out, said once each
         self._command = worker_command()  # before anything is made: no binary, no snapshot
+        self._devices = devices.for_workers(scene, settings.engine, count)  # …no usable GPU: neither
         self.snapshot = save_snapshot()
         self._setup = {
             "snapshot": str(self.snapshot),
@@ -217,6 +222,11 @@ class WorkerPool:
     def pids(self) -> list[int]:
         """The process ids of the workers running now."""
         return [w.process.pid for w in self._workers.values() if w.process.poll() is None]
+
+    @property
+    def devices(self) -> dict[int, dict[str, Any]]:
+        """Worker index → the Cycles devices it renders on, as it reported them once ready (:func:`devices.apply`)."""
+        return {w.index: w.devices for w in self._workers.values() if w.ready}
 
     def submit(self, sample_id: int, values: Mapping[str, Any]) -> None:
         self._pending.append((sample_id, dict(values)))
@@ -276,6 +286,7 @@ class WorkerPool:
             worker_module.PARENT_VARIABLE: str(os.getpid()),
             # Not resolved: batch mode's repository may hold the extension as a link to its source folder.
             REPO_VARIABLE: str(Path(sys.modules[ADDON_PACKAGE].__file__).parents[1]),  # the folder holding it
+            **self._devices[index].environment,  # its one GPU, where the runtime can be told
         }
         isolation: dict[str, Any] = (
             {"start_new_session": True}  # its own process group: Ctrl-C reaches the run only, close() ends it all
@@ -314,7 +325,7 @@ class WorkerPool:
             connection.close()
             return
         worker.connection = connection
-        connection.send(self._setup)
+        connection.send({**self._setup, "devices": self._devices[worker.index].to_dict()})
 
     def _owner(self, connection: Any) -> _Worker | None:
         return next((w for w in self._workers.values() if w.connection is connection), None)
@@ -327,7 +338,7 @@ class WorkerPool:
             return []
         kind, *rest = message
         if kind == "ready":
-            worker.pid = rest[0]
+            worker.pid, worker.devices = rest
             return []
         sample_id, payload = rest
         expected, _ = worker.sent.popleft()
@@ -387,7 +398,10 @@ class WorkerPool:
             lines = Path(worker.log.name).read_text(encoding="utf-8", errors="replace").strip().splitlines()
         except OSError:
             return ""
-        return f" — {cut(' | '.join(lines[-LOG_LINES:]))}" if lines else ""
+        if not lines:
+            return ""
+        tail = " | ".join(lines[-LOG_LINES:])
+        return f" — {tail if len(tail) <= LOG_CHARACTERS else '…' + tail[1 - LOG_CHARACTERS :]}"
 
     def _end(self, worker: _Worker) -> None:
         """Kill ``worker`` and everything it started (its process group), then close its pipes."""

@@ -32,7 +32,7 @@ import numpy as np
 from ...engine.errors import RenderError, SceneFitError, SpecError
 from ...engine.images import to_display
 from ...engine.vocabulary import RENDER_ENGINES
-from . import compat, rna
+from . import compat, devices, rna
 
 # In a settings plan: save and restore this setting without changing it.
 _KEEP: Any = object()
@@ -160,6 +160,7 @@ class RenderOverride:
             raise RenderError(f"unknown render engine {settings.engine!r}; one of {', '.join(RENDER_ENGINES)}")
         if settings.engine == "CYCLES" and not hasattr(scene, "cycles"):
             raise RenderError("the Cycles add-on is disabled in this Blender: enable it or pick another engine")
+        devices.check_gpu(scene, settings.engine)  # never a silent CPU render
         for what, (width, height) in (("training resolution", settings.resolution), ("render size", settings.rendered)):
             if not (4 <= width <= 4096 and 4 <= height <= 4096):
                 raise RenderError(f"{what} {width}×{height} is outside 4–4096 pixels")
