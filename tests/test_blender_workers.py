@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -148,6 +149,116 @@ def test_a_worker_that_cannot_start_fails_the_run_with_its_reason(
             pass
     _ended_cleanly(bpy, scene, before, session, "failed")
     assert children() <= before_children and render_folders(os.getpid()) == []
+
+
+def hanging_at_start(workers, which: str) -> list[str]:
+    """A worker command whose workers (``which``: "all", or the index of one) never connect back to the pool."""
+    test = "True" if which == "all" else f"os.environ[{workers.worker_module.TOKEN_VARIABLE!r}].endswith(':{which}')"
+    return [sys.executable, "-c", f"import os, time\nif {test}:\n    time.sleep(600)\n{workers.BOOTSTRAP}"]
+
+
+def test_workers_that_never_start_are_killed_after_the_start_timeout_and_fail_the_run(
+    blender,  # noqa: F811
+    scene,  # noqa: F811
+    targets_dir,  # noqa: F811
+    workers,
+    tmp_path,
+    monkeypatch,
+):
+    import bpy
+
+    before = scene_state(bpy, scene)
+    monkeypatch.setattr(workers, "START_TIMEOUT_S", 2.0)
+    monkeypatch.setattr(workers, "worker_command", lambda: hanging_at_start(workers, "all"))
+    config = yaw_config(blender, targets_dir, tmp_path / "out", steps=STEPS, batch_size=BATCH, workers=2)
+    session = blender.session.Session(scene, config)
+    before_children = children()
+    session.start()
+    pids = session.renderer.pids
+    started = time.monotonic()
+    with pytest.raises(blender.errors.RenderError) as raised:
+        while session.step():
+            pass
+    last = re.fullmatch(r"render worker ([01]) failed: it did not start within 2 s", str(raised.value))
+    assert last and time.monotonic() - started >= 2.0 and len(pids) == 2
+    _ended_cleanly(bpy, scene, before, session, "failed")
+    # The last to time out ends the run; the other, a moment before, is said as a warning unless that moment fell
+    # in the same check of the pool.
+    other = f"render worker {1 - int(last[1])} failed: it did not start within 2 s; the run goes on with 1 worker(s)"
+    assert session.warnings in ([], [other])
+    assert not any(alive(pid) for pid in pids) and children() <= before_children
+    assert render_folders(os.getpid()) == []
+
+
+def test_a_worker_that_never_starts_is_left_out_and_the_run_learns_the_same(
+    blender,  # noqa: F811
+    scene,  # noqa: F811
+    targets_dir,  # noqa: F811
+    workers,
+    tmp_path,
+    monkeypatch,
+):
+    steps = 2 * STEPS  # steps enough that batches are still rendering when the time-out is seen
+    reference, _ = learned(blender, scene, targets_dir, tmp_path / "reference", workers=1, steps=steps)
+    monkeypatch.setattr(workers, "worker_command", lambda: hanging_at_start(workers, "0"))
+
+    def time_out(session, step):
+        """At the first step, whatever this machine's load: worker 0 has waited its whole start-up time."""
+        if step == 1:
+            session.renderer._workers[0].started_at -= workers.START_TIMEOUT_S
+
+    values, warnings = learned(
+        blender, scene, targets_dir, tmp_path / "hung", workers=2, during_step=time_out, steps=steps
+    )
+    assert values == reference  # and no process outlives the run (learned)
+    timeout = f"{workers.START_TIMEOUT_S:.0f} s"
+    assert warnings == [f"render worker 0 failed: it did not start within {timeout}; the run goes on with 1 worker(s)"]
+
+
+def crashing_on(workers, sample_id: int) -> list[str]:
+    """A worker command whose workers exit (code 3, no word) when they are handed sample ``sample_id``."""
+    serve = 'importlib.import_module(package + ".addon.blender.worker").main()'
+    assert serve in workers.BOOTSTRAP
+    crash = (
+        'worker = importlib.import_module(package + ".addon.blender.worker")\n'
+        "render = worker.Sampler.render\n"
+        f"worker.Sampler.render = lambda self, i, v: os._exit(3) if i == {sample_id} else render(self, i, v)\n"
+        "worker.main()"
+    )
+    return [sys.executable, "-c", workers.BOOTSTRAP.replace(serve, crash)]
+
+
+def test_a_sample_that_kills_two_workers_stops_the_run_with_the_scene_restored_and_the_checkpoint_kept(
+    blender,  # noqa: F811
+    scene,  # noqa: F811
+    targets_dir,  # noqa: F811
+    workers,
+    tmp_path,
+    monkeypatch,
+):
+    import bpy
+
+    deadly = 2 * BATCH + 3  # in the third batch: drawn once the first has been learned
+    before = scene_state(bpy, scene)
+    monkeypatch.setattr(workers, "worker_command", lambda: crashing_on(workers, deadly))
+    config = yaw_config(blender, targets_dir, tmp_path / "out", steps=STEPS, batch_size=BATCH, workers=2)
+    session = blender.session.Session(scene, config)
+    before_children = children()
+    session.start()
+    pids = set(session.renderer.pids)
+    with pytest.raises(blender.errors.RenderError) as raised:
+        while session.step():
+            if session.renderer is not None:
+                pids.update(session.renderer.pids)  # the restarted one too
+    assert re.fullmatch(
+        rf"sample {deadly} was being rendered when two render workers failed; render worker [01] failed: "
+        r"(it ended|its connection broke)( — .*)?",  # then the tail of its log, whatever Blender printed last
+        str(raised.value),
+    )
+    result = _ended_cleanly(bpy, scene, before, session, "failed")
+    assert result["checkpoint_steps"] >= 1 and result["error"] == blender.errors.cut(str(raised.value))
+    assert len(pids) >= 3 and not any(alive(pid) for pid in pids) and children() <= before_children
+    assert render_folders(os.getpid()) == []
 
 
 def test_no_blender_binary_is_named(blender, workers):  # noqa: F811
