@@ -9,6 +9,14 @@ a check.
 
 Target (DESIGN.md): N workers at ≥ 0.9·N × the images/s of one process — where N free cores are there to use.
 
+On paper (:func:`on_paper`), for a machine with more free cores than this one: what a worker's image costs in CPU
+seconds (its process's user + system time per image, from ``/proc``, between the end of the first batch and the
+last step; the run's own process measured alike: training, receiving images) and what a worker costs to start
+(wall seconds from launch to ready, and its CPU seconds until then), then images/s = N ÷ (CPU seconds per image,
+worker + run) for N = 1, 2, 4, 8, 16 free cores — one worker of one render thread per core, every core busy, CPU
+seconds per image unchanged by N. An upper bound: no memory-bandwidth or scheduling loss is counted. CPU seconds
+are what an image costs whatever else the machine runs, so a loaded 2-core machine can still measure them.
+
     .venv/bin/python bench/workers.py [--workers 2 --steps 12 --repeats 3 --engines CYCLES,BLENDER_WORKBENCH]
     .venv/bin/python bench/workers.py --quick      # smoke test
 """
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -30,6 +39,8 @@ import common  # noqa: E402
 TARGET = 0.9
 CYCLES_SAMPLES = 8
 SIZE = 64
+PAPER_CORES = (1, 2, 4, 8, 16)
+PAPER_IMAGES = 1000  # the run length whose wall time the paper table shows, start-up included
 
 
 def run(ext: Any, scene: Any, config: Any) -> dict[str, Any]:
@@ -49,6 +60,64 @@ def run(ext: Any, scene: Any, config: Any) -> dict[str, Any]:
         "first_batch_s": since - started,
         "values": session.optimizer.history[-1]["values"],
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def on_paper(ext: Any, scene: Any, config: Any) -> dict[str, Any]:
+    """Start-up and per-image CPU cost of ``config.workers`` workers, and the images/s they give on paper with more
+    free cores (see the module's docstring)."""
+    workers_module = common.module(ext, "addon.blender.workers")
+    session_module = common.module(ext, "addon.blender.session")
+    render_module = common.module(ext, "addon.blender.render")
+    settings = render_module.RenderSettings(config.resolution, config.engine, config.samples, config.channels)
+    launched = time.perf_counter()
+    pool = workers_module.WorkerPool(config.workers, scene, config.specs, settings)
+    try:
+        while len(pool.devices) < config.workers:  # every worker has answered "ready"
+            pool.collect(timeout=0.05)
+        start_s = time.perf_counter() - launched
+        start_cpu = common.median(cpu_seconds(pid) for pid in pool.pids)
+    finally:
+        pool.close()
+
+    session = session_module.Session(scene, config, tick_seconds=0.5)
+    session.start()
+    marks = []  # (renders, CPU seconds of the workers, of this process) after the first batch, at each step
+    while session.step():
+        if session.renderer is not None and session.renders >= config.batch_size:
+            workers_cpu = sum(cpu_seconds(pid) for pid in session.renderer.pids)
+            marks.append((session.renders, workers_cpu, time.process_time()))
+    if len(marks) < 2 or marks[-1][0] == marks[0][0]:
+        raise SystemExit(f"{config.engine}: the run was too short to measure a worker's CPU time: more --steps")
+    (renders0, worker0, run0), (renders1, worker1, run1) = marks[0], marks[-1]
+    images = renders1 - renders0
+    worker_cpu, run_cpu = (worker1 - worker0) / images, (run1 - run0) / images
+    rates = {cores: cores / (worker_cpu + run_cpu) for cores in PAPER_CORES}
+    return {
+        "start_s": start_s,
+        "start_cpu_s": start_cpu,
+        "worker_cpu_per_image_s": worker_cpu,
+        "run_cpu_per_image_s": run_cpu,
+        "images_measured": images,
+        "images_per_s": rates,
+        "seconds_for_images": {cores: start_s + PAPER_IMAGES / rate for cores, rate in rates.items()},
+    }
+
+
+def paper_table(engine: str, paper: dict[str, Any]) -> str:
+    seconds = paper["seconds_for_images"]
+    rows = [[cores, f"{rate:.1f}", f"{seconds[cores]:.0f}"] for cores, rate in paper["images_per_s"].items()]
+    header = ["free cores (workers)", "images/s on paper", f"s for {PAPER_IMAGES} images, start-up included"]
+    return (
+        f"{engine} on paper: a worker costs {paper['worker_cpu_per_image_s'] * 1000:.1f} CPU ms per image, the run "
+        f"{paper['run_cpu_per_image_s'] * 1000:.1f} ({paper['images_measured']} images); start-up "
+        f"{paper['start_s']:.1f} s wall, {paper['start_cpu_s']:.1f} CPU s per worker\n" + common.table(rows, header)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,6 +159,11 @@ def main(argv: list[str] | None = None) -> int:
              f"{start[args.workers]:.1f}", "yes" if same else "NO"]
         )  # fmt: skip
         figures[engine] = {"rates": rates, "first_batch_s": start, "ratio": ratio, "same_values": same, "runs": runs}
+        paper_config = base.replace(
+            steps=max(steps, 4), targets=str(targets), output_dir=str(folder / f"paper-{engine}"), workers=args.workers
+        )
+        figures[engine]["on_paper"] = on_paper(ext, scene, paper_config)
+        print(paper_table(engine, figures[engine]["on_paper"]), flush=True)
     header = ["engine", "1 process", f"{args.workers} workers", "ratio", "first batch s (1 / N)", "same values"]
     print(common.table(rows, header))
     print(f"images/s ratio {args.workers} workers / 1 process (target ≥ {TARGET * args.workers:.1f} with free cores)")
