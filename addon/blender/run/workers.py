@@ -10,10 +10,11 @@ order; the caller puts them in sample-id order, so what is learned never depends
 
 Faults: a worker that dies, or does not answer within :func:`image_timeout` of starting a sample, is killed and
 started again, and its unfinished samples are sent again (to whichever worker is free). A sample that was being
-rendered at two such deaths, or a worker that cannot start when no other worker is left, raises
-:class:`RenderError` naming the reason (the tail of the worker's log); a worker that cannot start while others
-render is left out and said in :attr:`WorkerPool.problems`. :meth:`WorkerPool.close` ends every worker (its whole
-process group) and removes the snapshot; it runs at interpreter exit too, so no worker outlives the run.
+rendered at two such deaths, or a worker that cannot start (or is not ready within :data:`START_TIMEOUT_S`) when
+no other worker is left, raises :class:`RenderError` naming the reason (the end of the worker's log); a worker
+that cannot start while others render is left out and said in :attr:`WorkerPool.problems`. :meth:`WorkerPool.close`
+ends every worker (its whole process group) and removes the snapshot; it runs at interpreter exit too, so no
+worker outlives the run.
 """
 
 from __future__ import annotations
@@ -189,7 +190,7 @@ class WorkerPool:
         self.threads = max(1, cores() // count)  # render threads per worker: workers × threads ≤ cores
         self.problems: list[str] = []  # workers left out, said once each
         self._command = worker_command()  # before anything is made: no binary, no snapshot
-        self._devices = devices.for_workers(scene, settings.engine, count)  # …no usable GPU: neither
+        self._devices = devices.for_workers(scene, settings.engine, count)  # a GPU render without a GPU: neither
         self.snapshot = save_snapshot()
         self._setup = {
             "snapshot": str(self.snapshot),
