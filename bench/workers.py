@@ -14,7 +14,8 @@ seconds (its process's user + system time per image, from ``/proc``, between the
 last step; the run's own process measured alike: training, receiving images) and what a worker costs to start
 (wall seconds from launch to ready, and its CPU seconds until then), then images/s = N ÷ (CPU seconds per image,
 worker + run) for N = 1, 2, 4, 8, 16 free cores — one worker of one render thread per core, every core busy, CPU
-seconds per image unchanged by N. An upper bound: no memory-bandwidth or scheduling loss is counted. CPU seconds
+seconds per image unchanged by N. An upper bound: no memory-bandwidth or scheduling loss is counted, and the run's
+own process, mostly its one training thread, is printed apart as the rate it allows on one core. CPU seconds
 are what an image costs whatever else the machine runs, so a loaded 2-core machine can still measure them.
 
     .venv/bin/python bench/workers.py [--workers 2 --steps 12 --repeats 3 --engines CYCLES,BLENDER_WORKBENCH]
@@ -105,6 +106,7 @@ def on_paper(ext: Any, scene: Any, config: Any) -> dict[str, Any]:
         "run_cpu_per_image_s": run_cpu,
         "images_measured": images,
         "images_per_s": rates,
+        "run_on_one_core_images_per_s": 1 / run_cpu,
         "seconds_for_images": {cores: start_s + PAPER_IMAGES / rate for cores, rate in rates.items()},
     }
 
@@ -116,7 +118,8 @@ def paper_table(engine: str, paper: dict[str, Any]) -> str:
     return (
         f"{engine} on paper: a worker costs {paper['worker_cpu_per_image_s'] * 1000:.1f} CPU ms per image, the run "
         f"{paper['run_cpu_per_image_s'] * 1000:.1f} ({paper['images_measured']} images); start-up "
-        f"{paper['start_s']:.1f} s wall, {paper['start_cpu_s']:.1f} CPU s per worker\n" + common.table(rows, header)
+        f"{paper['start_s']:.1f} s wall, {paper['start_cpu_s']:.1f} CPU s per worker; the run's process on one core "
+        f"allows {paper['run_on_one_core_images_per_s']:.0f} images/s\n" + common.table(rows, header)
     )
 
 
