@@ -72,9 +72,9 @@ def cpu_seconds(pid: int) -> float:
 def on_paper(ext: Any, scene: Any, config: Any) -> dict[str, Any]:
     """Start-up and per-image CPU cost of ``config.workers`` workers, and the images/s they give on paper with more
     free cores (see the module's docstring)."""
-    workers_module = common.module(ext, "addon.blender.workers")
-    session_module = common.module(ext, "addon.blender.session")
-    render_module = common.module(ext, "addon.blender.render")
+    workers_module = common.module(ext, "addon.blender.run.workers")
+    session_module = common.module(ext, "addon.blender.run.session")
+    render_module = common.module(ext, "addon.blender.scene.render")
     settings = render_module.RenderSettings(config.resolution, config.engine, config.samples, config.channels)
     launched = time.perf_counter()
     pool = workers_module.WorkerPool(config.workers, scene, config.specs, settings)

@@ -217,15 +217,14 @@ def test_a_worker_that_never_starts_is_left_out_and_the_run_learns_the_same(
 
 def crashing_on(workers, sample_id: int) -> list[str]:
     """A worker command whose workers exit (code 3, no word) when they are handed sample ``sample_id``."""
-    serve = 'importlib.import_module(package + ".addon.blender.worker").main()'
-    assert serve in workers.BOOTSTRAP
+    serve = re.search(r'importlib\.import_module\(package \+ "([\w.]+)"\)\.main\(\)', workers.BOOTSTRAP)
     crash = (
-        'worker = importlib.import_module(package + ".addon.blender.worker")\n'
+        f'worker = importlib.import_module(package + "{serve[1]}")\n'
         "render = worker.Sampler.render\n"
         f"worker.Sampler.render = lambda self, i, v: os._exit(3) if i == {sample_id} else render(self, i, v)\n"
         "worker.main()"
     )
-    return [sys.executable, "-c", workers.BOOTSTRAP.replace(serve, crash)]
+    return [sys.executable, "-c", workers.BOOTSTRAP.replace(serve[0], crash)]
 
 
 def test_a_sample_that_kills_two_workers_stops_the_run_with_the_scene_restored_and_the_checkpoint_kept(
