@@ -248,7 +248,7 @@ def test_a_sample_that_kills_two_workers_stops_the_run_with_the_scene_restored_a
     with pytest.raises(blender.errors.RenderError) as raised:
         while session.step():
             if session.renderer is not None:
-                pids.update(session.renderer.pids)  # the restarted one too
+                pids.update(session.renderer.pids)  # a restarted one too, when seen
     assert re.fullmatch(
         rf"sample {deadly} was being rendered when two render workers failed; render worker [01] failed: "
         r"(it ended|its connection broke)( — .*)?",  # then the tail of its log, whatever Blender printed last
@@ -256,7 +256,8 @@ def test_a_sample_that_kills_two_workers_stops_the_run_with_the_scene_restored_a
     )
     result = _ended_cleanly(bpy, scene, before, session, "failed")
     assert result["checkpoint_steps"] >= 1 and result["error"] == blender.errors.cut(str(raised.value))
-    assert len(pids) >= 3 and not any(alive(pid) for pid in pids) and children() <= before_children
+    # A restarted worker may come and go within one step, unseen here: children() counts it all the same.
+    assert len(pids) >= 2 and not any(alive(pid) for pid in pids) and children() <= before_children
     assert render_folders(os.getpid()) == []
 
 
