@@ -93,7 +93,7 @@ def test_workers_render_on_the_users_cycles_preferences(blender, scene, workers,
         pool.submit(0, {"yaw": 0.5})
         pool.submit(1, {"yaw": 1.5})
         images, deadline = {}, time.monotonic() + 120
-        while len(images) < 2 and time.monotonic() < deadline:
+        while (len(images) < 2 or len(pool.devices) < 2) and time.monotonic() < deadline:  # both ready, too
             images.update(pool.collect(timeout=1.0))
         reported = pool.devices
     finally:
