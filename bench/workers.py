@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         rates = {w: common.median(r["images_per_s"] for r in runs if r["workers"] == w) for w in (1, args.workers)}
         start = {w: common.median(r["first_batch_s"] for r in runs if r["workers"] == w) for w in (1, args.workers)}
         same = all(r["values"] == runs[0]["values"] for r in runs)
-        ratio = rates[args.workers] / rates[1]
+        # A --quick run can end within the tick that ends its first batch: no rate measured, no ratio.
+        ratio = rates[args.workers] / rates[1] if rates[1] else float("nan")
         rows.append(
             [engine, f"{rates[1]:.1f}", f"{rates[args.workers]:.1f}", f"{ratio:.2f}", f"{start[1]:.1f} / "
              f"{start[args.workers]:.1f}", "yes" if same else "NO"]
