@@ -86,7 +86,7 @@ def on_paper(ext: Any, scene: Any, config: Any) -> dict[str, Any]:
     finally:
         pool.close()
 
-    session = session_module.Session(scene, config, tick_seconds=0.5)
+    session = session_module.Session(scene, config, tick_seconds=0.2)  # short ticks: marks enough in a short run
     session.start()
     marks = []  # (renders, CPU seconds of the workers, of this process) after the first batch, at each step
     while session.step():
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         figures[engine] = {"rates": rates, "first_batch_s": start, "ratio": ratio, "same_values": same, "runs": runs}
         paper_config = base.replace(
-            steps=max(steps, 4), targets=str(targets), output_dir=str(folder / f"paper-{engine}"), workers=args.workers
+            steps=max(steps, 8), targets=str(targets), output_dir=str(folder / f"paper-{engine}"), workers=args.workers
         )
         figures[engine]["on_paper"] = on_paper(ext, scene, paper_config)
         print(paper_table(engine, figures[engine]["on_paper"]), flush=True)
