@@ -219,8 +219,9 @@ class SCENEFIT_Settings(bpy.types.PropertyGroup):
     workers: bpy.props.IntProperty(
         name="Workers",
         description="Render processes (headless Blenders, each on a snapshot of the scene): 1 renders in this "
-        "Blender; 0: what fits the machine, one per two cores",
-        default=1,  # RunConfig's workers
+        "Blender (the interface waits for each render); 0: what fits the machine, one per two cores and at least "
+        "two here, so this Blender renders nothing and stays responsive",
+        default=0,  # RunConfig's workers
         min=0,
         max=256,  # session.MAX_WORKERS
     )

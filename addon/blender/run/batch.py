@@ -67,8 +67,8 @@ def parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         metavar="N",
-        help="render processes, each a headless Blender on a snapshot of the scene (1, the default: render in "
-        "this process; 0: what fits the machine)",
+        help="render processes, each a headless Blender on a snapshot of the scene (1: render in this process; "
+        "0, the default: what fits the machine, one per two cores)",
     )
     parse.add_argument("--resume", help="checkpoint.pt of an earlier run to continue (its folder: continue in place)")
     parse.add_argument(

@@ -89,8 +89,8 @@ class RunConfig:
     overwrite: bool = False  # replace the run already in output_dir (else such a folder is refused)
     resume_settings: str = "run"  # see RESUME_SETTINGS
     # Render processes (workers.WorkerPool): 1 renders in this process; 0: what fits the machine
-    # (workers.worker_count).
-    workers: int = 1
+    # (workers.worker_count: one per two cores, in the UI at least two).
+    workers: int = 0
 
     def __post_init__(self) -> None:
         self.specs = [s if isinstance(s, SpecConfig) else _spec_from_dict(s) for s in self.specs]

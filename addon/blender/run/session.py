@@ -3,8 +3,10 @@ restore.
 
 ``Session.step()`` does one short unit of work (render a few samples, hand finished batches to the training
 thread, publish progress) and returns whether the run goes on; the UI calls it from a timer, batch mode in a
-loop. The scene is restored exactly when the run ends, whichever way it ends: finished, stopped, failed or
-interrupted. bpy is only touched here, on the caller's (main) thread; the training thread gets numpy arrays.
+loop. With render workers the rendering and feeding runs on a thread of its own (:class:`pipeline.Pump`: sockets and
+numpy only) and ``step()`` only publishes. The scene is restored exactly when the run ends, whichever way it ends:
+finished, stopped, failed or interrupted. bpy is only touched here, on the caller's (main) thread; the training
+thread gets numpy arrays.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from ..targets.clips import load_clip_targets
 from ..targets.images import TargetReport, load_targets
 from . import writeback
 from .config import MAX_INT, RunConfig, check_output_folder, engine_distribution, resumes_in_place, run_files
+from .pipeline import Pipeline, Pump
 from .report import RunReport
 from .sampler import Sampler, bind
 from .workers import InProcess, WorkerPool, open_renderer
@@ -73,16 +76,13 @@ class Session:
         self.target_report: TargetReport | None = None
         self.output_dir = Path(config.output_dir) if config.output_dir else None
         self.parameters: dict[str, writeback.Parameter] = {}
-        self.renders = 0
         self.warnings: list[str] = []  # said once each, in the panel, the batch log and result.json
         self.render_settings: RenderSettings | None = None  # what training renders are made with, once started
         self.sampler: Sampler | None = None  # the run's, once started: it renders unless workers do
         self.renderer: InProcess | WorkerPool | None = None  # where samples go to be rendered, once started
         self._thread: Any = None
-        self._batch: list[Any] = []
-        self._images: dict[int, Any] = {}  # sample id → image, of the batch being rendered
-        self._rendered: tuple[list[int], list[Any]] | None = None  # a rendered batch waiting to go to training
-        self._batches_asked = 0
+        self._pipeline: Pipeline | None = None  # asks, renders and hands batches to training, once started
+        self._pump: Pump | None = None  # the pipeline's own thread, with workers
         self._reported = 0
         self._result_written_at = 0.0
         self._started_at = 0.0
@@ -135,6 +135,18 @@ class Session:
             self.renderer = open_renderer(sampler, config.specs, config.workers)
             self._thread = TrainingThread(self.optimizer)
             self._thread.start()
+            self._pipeline = Pipeline(
+                self.optimizer,
+                self._thread,
+                self.renderer,
+                config.steps,
+                config.batch_size,
+                self._scene_values,
+                self.report.batch,
+            )
+            if isinstance(self.renderer, WorkerPool):  # it touches no bpy: off the main thread
+                self._pump = Pump(self._pipeline)
+                self._pump.start()
             self._reported = len(self.optimizer.history)  # a resumed run reports only its own steps
             self._started_at = time.perf_counter()
             self.status = "running"
@@ -144,9 +156,9 @@ class Session:
             raise
 
     def step(self) -> bool:
-        """One unit of work (at least one render, more while ``tick_seconds`` lasts). Returns False once the run
-        has ended (it then has been finished and the scene restored). Errors end the run, restore the scene and
-        propagate."""
+        """One unit of work (in-process: at least one render, more while ``tick_seconds`` lasts; with workers: the
+        progress their thread made, waiting for it at most ``tick_seconds``). Returns False once the run has ended
+        (it then has been finished and the scene restored). Errors end the run, restore the scene and propagate."""
         if self.status != "running":
             return False
         try:
@@ -190,6 +202,22 @@ class Session:
         """Undo :meth:`suspend`: the sample and the training render settings are back."""
         if self.sampler is not None:
             self.sampler.resume()
+
+    @property
+    def renders(self) -> int:
+        """Images rendered so far."""
+        return self._pipeline.renders if self._pipeline is not None else 0
+
+    @property
+    def threaded(self) -> bool:
+        """Whether render workers and a thread of the run's own render and feed training (the main thread then only
+        publishes progress)."""
+        return self._pump is not None
+
+    @property
+    def images_per_s(self) -> float:
+        """The run's rate from the end of its first batch on (its start-up left out; 0 before its second batch)."""
+        return self._pipeline.images_per_s if self._pipeline is not None else 0.0
 
     @property
     def result_path(self) -> Path | None:
@@ -306,46 +334,17 @@ class Session:
     # ---- running --------------------------------------------------------------------------------------------
 
     def _advance(self) -> bool:
-        """Render until the tick's time is used up; True once every batch of the run has been learned.
-
-        Batches are pipelined with a lag of exactly one: batch n+1 is drawn once batch n−1 has been learned and
-        before batch n goes to training, so it renders while batch n trains and always comes from the parameters
-        after batch n−1. Which batches the parameters have seen never depends on timing: a seed gives one run.
-        """
-        deadline = time.perf_counter() + self.tick_seconds
-        while True:
-            self._thread.raise_if_failed()
-            if not self._batch:
-                if not self._thread.wait_idle(timeout=max(0.0, deadline - time.perf_counter())):
-                    self._publish()
-                    return False
-                if self._batches_asked < self.config.steps:
-                    self._batch = self.optimizer.ask(self.config.batch_size)
-                    self._batches_asked += 1
-                    self._images = {}
-                    for sample in self._batch:
-                        self.renderer.submit(sample.id, self._scene_values(sample.values))
-                if self._rendered is not None:
-                    self._thread.submit(*self._rendered)
-                    self._rendered = None
-                if not self._batch:
-                    idle = self._thread.wait_idle(timeout=self.tick_seconds)
-                    self._publish()
-                    return idle
-            # Images arrive in any order (workers); the batch goes on in the order it was asked.
-            for sample_id, image in self.renderer.collect(timeout=max(0.0, deadline - time.perf_counter())):
-                self._images[sample_id] = image
-                self.renders += 1
-            for problem in self.renderer.problems:
-                self._warn(problem)
-            if len(self._images) == len(self._batch):
-                images = [self._images[sample.id] for sample in self._batch]
-                self._rendered = ([sample.id for sample in self._batch], images)
-                self.report.batch(self._batches_asked, images, self.renders)
-                self._batch, self._images = [], {}
-            if time.perf_counter() >= deadline:
-                self._publish()
-                return False
+        """The run's next slice; True once every batch of the run has been learned. In-process the pipeline renders
+        here for ``tick_seconds``; with workers the pump renders on its own thread and this waits for it at most that
+        long. Then the progress is published (here: it touches bpy)."""
+        if self._pump is None:
+            done = self._pipeline.advance(self.tick_seconds)
+        else:
+            done = self._pump.wait(self.tick_seconds)
+        for problem in self.renderer.problems:
+            self._warn(problem)
+        self._publish()
+        return done
 
     def _scene_values(self, values: Mapping[str, Any]) -> dict[str, rna.Value]:
         """A sample's engine values as scene values: a categorical's index stands for one of its choices."""
@@ -421,6 +420,7 @@ class Session:
                 "targets": self.target_report.summary() if self.target_report else "",
                 "checkpoint": writeback.CHECKPOINT_FILE if self._checkpoint_step is not None else None,
                 "checkpoint_steps": self._checkpoint_step,
+                "images_per_s": round(self.images_per_s, 3),
                 "error": shown,
                 "warnings": list(self.warnings),
             },
@@ -445,6 +445,8 @@ class Session:
                 failures.append(caught)
 
         try:
+            if self._pump is not None:  # before anything else uses the pipeline or the workers
+                attempt(self._pump.stop)
             if self._thread is not None:
                 attempt(self._thread.stop)
                 attempt(lambda: self._publish(final=True))

@@ -80,10 +80,16 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def worker_count(workers: int) -> int:
-    """The number of render processes for the ``workers`` setting: 0 means what fits the machine, one worker per
-    two cores (each renders with two threads), at least one."""
-    return workers if workers > 0 else max(1, cores() // 2)
+def worker_count(workers: int, interactive: bool | None = None) -> int:
+    """The number of render processes for the ``workers`` setting (1: render in this process). 0 means what fits
+    the machine: one worker per two cores (each renders with two threads) — headless at least one, so on two cores
+    the run renders in its own process; in the UI (``interactive``, default: not ``bpy.app.background``) at least
+    two, so that the UI's process never renders: its main thread then stays free for the interface and the run does
+    not wait for the interface's redraws (bench/README.md, "The interactive run")."""
+    if workers > 0:
+        return workers
+    interactive = not bpy.app.background if interactive is None else interactive
+    return max(2 if interactive else 1, cores() // 2)
 
 
 def image_timeout(slowest_s: float) -> float:

@@ -31,11 +31,18 @@ class SceneFitOperator:
         return {"CANCELLED"}
 
 
-def redraw_view3d(context: bpy.types.Context) -> None:
+def redraw_view3d(context: bpy.types.Context, sidebar_only: bool = False) -> None:
+    """Tag the 3D Viewports for a redraw; ``sidebar_only``: only their sidebars (the scene did not change)."""
     screen = getattr(context, "screen", None)
     for area in screen.areas if screen is not None else ():
-        if area.type == "VIEW_3D":
+        if area.type != "VIEW_3D":
+            continue
+        if not sidebar_only:
             area.tag_redraw()
+            continue
+        for region in area.regions:
+            if region.type == "UI":
+                region.tag_redraw()
 
 
 def preset_items() -> list[tuple[str, str, str]]:

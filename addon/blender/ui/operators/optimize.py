@@ -53,13 +53,14 @@ class SCENEFIT_OT_optimize(SceneFitOperator, bpy.types.Operator):
             return {"PASS_THROUGH"}
         if not CONTROLLER.running:  # stopped by the Stop button, undo or a failure elsewhere
             return self._end(context, None)
+        threaded = CONTROLLER.threaded  # workers render their snapshots: only the sidebar's progress changes
         try:
             going = CONTROLLER.tick()
         except Exception as error:
             CONTROLLER.remove_timer()
             redraw_view3d(context)
             return self.fail(error)
-        redraw_view3d(context)
+        redraw_view3d(context, sidebar_only=threaded and going)
         return {"PASS_THROUGH"} if going else self._end(context, None)
 
     def cancel(self, context: bpy.types.Context) -> None:
