@@ -58,7 +58,8 @@ RUN_FIELDS = {
     "continues in place).",
     "workers": "Render processes, each a headless Blender on a snapshot of the scene as the run starts, with "
     "cores / workers render threads: 1 renders in the running process; 0 (the default): what fits the machine "
-    "(one per two cores; in Blender's interface at least two, so that it renders nothing itself). The same seed learns the same values whatever the number. Batch --workers overrides it.",
+    "(one per two cores; in Blender's interface at least two, so that it renders nothing itself). The same seed "
+    "learns the same values whatever the number. Batch --workers overrides it.",
     "resume_settings": "'run': the checkpoint must match this run's specs, distribution kinds, objective and image "
     "size; 'checkpoint': take the checkpoint's own.",
 }
