@@ -18,7 +18,14 @@ seconds per image unchanged by N. An upper bound: no memory-bandwidth or schedul
 own process, mostly its one training thread, is printed apart as the rate it allows on one core. CPU seconds
 are what an image costs whatever else the machine runs, so a loaded 2-core machine can still measure them.
 
+``--ui`` measures instead the interactive run against the same run headless, in a real Blender: it runs the real-UI
+test ``tests/test_real_blender.py::test_ui_run_with_workers_makes_the_headless_images_per_s`` (Debian 13's Blender
+4.3.2 under Xvfb, tools/real_blender.sh, needs root), which alternates the supershape preset's run (8 × 32 px images
+a step, 2 workers) from the panel and through ``blender -b -P scenefit_batch.py``, and prints its figures. Target
+(DESIGN.md): the UI at ≥ 0.9× the headless images/s.
+
     .venv/bin/python bench/workers.py [--workers 2 --steps 12 --repeats 3 --engines CYCLES,BLENDER_WORKBENCH]
+    .venv/bin/python bench/workers.py --ui         # the interactive run vs headless (minutes)
     .venv/bin/python bench/workers.py --quick      # smoke test
 """
 
@@ -27,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 TARGET = 0.9
+ROOT = Path(__file__).resolve().parent.parent
+UI_TEST = "tests/test_real_blender.py::test_ui_run_with_workers_makes_the_headless_images_per_s"
 CYCLES_SAMPLES = 8
 SIZE = 64
 PAPER_CORES = (1, 2, 4, 8, 16)
@@ -123,6 +133,29 @@ def paper_table(engine: str, paper: dict[str, Any]) -> str:
     )
 
 
+def ui_figures(json_path: Path | None) -> int:
+    """The real-UI test's figures: images/s of the UI and of headless runs, each run and the best, and their ratio."""
+    print(f"machine: {common.machine()}", flush=True)
+    figures_path = Path(tempfile.mkdtemp(prefix="scenefit-bench-ui-")) / "figures.json"
+    environment = {**os.environ, "SCENEFIT_UI_RATE_JSON": str(figures_path)}
+    command = [sys.executable, "-m", "pytest", UI_TEST, "-q", "-s", "-m", "real_blender"]
+    completed = subprocess.run(command, cwd=ROOT, env=environment)
+    if not figures_path.is_file():
+        print("the real-UI test measured nothing (see its output above)")
+        return 1
+    measured = json.loads(figures_path.read_text())
+    rows = []
+    for workers, ratio in sorted(measured["ratio"].items()):
+        ui, headless = measured["figures"]["ui"][workers], measured["figures"]["headless"][workers]
+        every = " / ".join(f"{u:.1f}:{h:.1f}" for u, h in zip(ui["all"], headless["all"], strict=True))
+        rows.append([workers, f"{ui['best']:.1f}", f"{headless['best']:.1f}", f"{ratio:.2f}", every])
+    print(common.table(rows, ["workers", "UI best", "headless best", "ratio", "each pair UI:headless"]))
+    print(f"images/s ratio UI / headless (target ≥ {TARGET} with workers)")
+    if json_path:
+        json_path.write_text(json.dumps(measured, indent=1))
+    return completed.returncode
+
+
 def main(argv: list[str] | None = None) -> int:
     parse = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parse.add_argument("--workers", type=int, default=2, help="render processes to compare with one process")
@@ -131,7 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     parse.add_argument("--engines", default="CYCLES,BLENDER_WORKBENCH")
     parse.add_argument("--quick", action="store_true", help="smoke test: tiny runs, figures meaningless")
     parse.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parse.add_argument("--ui", action="store_true", help="the interactive run vs headless, in a real Blender")
     args = parse.parse_args(argv)
+    if args.ui:
+        return ui_figures(args.json)
     steps, repeats, targets_count = (2, 1, 4) if args.quick else (args.steps, args.repeats, 16)
 
     print(f"machine: {common.machine()}", flush=True)

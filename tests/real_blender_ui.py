@@ -2,7 +2,8 @@
 
     blender --enable-event-simulate FILE.blend -P real_blender_ui.py -- CONFIG.json
 
-It plays a user's session as ``bpy.app.timers`` steps on the main thread — apply a preset, check the targets,
+With CONFIG["mode"] = "rate" it times instead the same run in this UI and headless, alternating (``rate_scenario``).
+Otherwise it plays a user's session as ``bpy.app.timers`` steps on the main thread — apply a preset, check the targets,
 Optimize as the button invokes it, watch progress, save during the run, Esc, Stop, Open Results Folder, disable
 the extension mid-run, undo — with every operator under ``bpy.context.temp_override`` of the 3D Viewport, and
 forces real redraws of every panel between steps. Each check goes to the report (CONFIG["report"], JSON); the
@@ -272,8 +273,120 @@ def scenario():
     yield 0.5
 
 
+def result(folder) -> dict:
+    with open(os.path.join(str(folder), "result.json")) as file:
+        return json.load(file)
+
+
+def headless_run(workers: int, steps: int, output: str) -> dict:
+    """The same run as the UI's, through ``blender -b -P scenefit_batch.py`` (this Blender's binary), while this
+    Blender waits: its result.json."""
+    command = [
+        bpy.app.binary_path, "-b", "--python-exit-code", "1", "-P", CONFIG["batch_script"], "--",
+        "--config", CONFIG["preset"], "--build-scene", "--targets", CONFIG["targets"], "--output", output,
+        "--steps", str(steps), "--batch-size", "8", "--resolution", "32", "--workers", str(workers),
+    ]  # fmt: skip
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    check(f"headless run ({workers} worker(s)) exits 0", completed.returncode == 0, completed.stdout[-2000:])
+    return result(output)
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds this Blender's threads have used: its main thread, llvmpipe's (software GL drawing), the rest."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = {"main": 0.0, "llvmpipe": 0.0, "other": 0.0}
+    for task in os.listdir(f"/proc/{os.getpid()}/task"):
+        try:
+            with open(f"/proc/{os.getpid()}/task/{task}/stat") as file:
+                name, fields = file.read().split("(", 1)[1].rsplit(")", 1)
+        except OSError:  # the thread ended meanwhile
+            continue
+        utime, stime = (int(v) for v in fields.split()[11:13])
+        kind = "main" if int(task) == os.getpid() else "llvmpipe" if name.startswith("llvmpipe") else "other"
+        used[kind] += (utime + stime) / ticks
+    return used
+
+
+def ui_run(workers: int, steps: int):
+    """One run from the panel as the button starts it, to its end; yields, then leaves its result.json in
+    REPORT["last_ui"]."""
+    settings = scene().scenefit
+    settings.steps, settings.workers = steps, workers
+    counted = {"UI": 0, "WINDOW": 0}  # redraws of the 3D Viewport's sidebar and of its view during the run
+
+    def count(region: str) -> None:
+        counted[region] += 1
+
+    handlers = [(r, bpy.types.SpaceView3D.draw_handler_add(count, (r,), r, "POST_PIXEL")) for r in counted]
+    cpu, started = cpu_seconds(), time.monotonic()
+    result_ = call(bpy.ops.scenefit.optimize, "INVOKE_DEFAULT")
+    check("Optimize (INVOKE_DEFAULT, as the button) starts a modal run", result_ == {"RUNNING_MODAL"}, result_)
+    timeline = []
+
+    def ended() -> bool:
+        session = m("run.controller").CONTROLLER.session
+        if session is not None:
+            timeline.append((round(time.monotonic() - started, 2), session.renders))
+        return not running()
+
+    yield from until(ended, 300, f"the UI run with {workers} worker(s) ends")
+    seconds = time.monotonic() - started
+    for region, handler in handlers:
+        bpy.types.SpaceView3D.draw_handler_remove(handler, region)
+    REPORT.setdefault("ui_timeline", []).append(timeline)
+    event(f"draws during the run: {counted} in {seconds:.1f} s; renders over time {timeline[::5]}")
+    outcome = m("run.controller").CONTROLLER.outcome
+    check("the UI run finished", outcome is not None and outcome.status == "finished", outcome)
+    REPORT["last_ui"] = result(outcome.output_dir)
+    used = {kind: round((value - cpu[kind]) / seconds, 3) for kind, value in cpu_seconds().items()}
+    REPORT.setdefault("ui_cpu_per_s", []).append({"workers": workers, **used})  # cores this Blender kept busy
+    event(f"UI run, {workers} worker(s): this Blender used {used} cores over {seconds:.1f} s")
+
+
+def rate_scenario():
+    """images/s of the same run in this UI and headless, alternating (headless, UI, headless, UI…), CONFIG["rounds"]
+    times with CONFIG["workers"] render workers and once in-process; the figures go to REPORT["rates"]."""
+    area = ui()["area"]
+    area.spaces.active.show_region_ui = True
+    yield 1.0
+    redraw()
+    result_ = call(bpy.ops.scenefit.apply_preset, preset="supershape_density")
+    check("Apply Preset ▸ Supershape density", result_ == {"FINISHED"}, result_)
+    redraw()
+    yield 0.5
+    sidebar().active_panel_category = "SceneFit"  # a user watches the run's progress and pictures
+    redraw()
+    settings = scene().scenefit
+    settings.targets = CONFIG["targets"]
+    settings.output_dir = CONFIG["output"]
+    settings.batch_size = 8
+    settings.resolution_x = settings.resolution_y = 32
+    check("the panel's workers default is 0 (what fits the machine)", settings.workers == 0, settings.workers)
+    for kind, where in (("window", {}), ("sidebar", {"region": sidebar()})):
+        with bpy.context.temp_override(**{**ui(), **where}):
+            cpu, started = sum(cpu_seconds().values()), time.monotonic()
+            bpy.ops.wm.redraw_timer(type="DRAW_WIN_SWAP" if kind == "window" else "DRAW_SWAP", iterations=5)
+            used, seconds = (sum(cpu_seconds().values()) - cpu) / 5, (time.monotonic() - started) / 5
+        REPORT.setdefault("redraw", {})[kind] = {"cpu_s": round(used, 3), "wall_s": round(seconds, 3)}
+        event(f"a {kind} redraw: {used:.3f} CPU s, {seconds:.3f} s")
+    rates = REPORT["rates"] = {"ui": {}, "headless": {}, "same_values": []}
+    plan = [(CONFIG["workers"], CONFIG["steps"])] * CONFIG["rounds"]
+    plan += [(1, CONFIG["in_process_steps"])] if CONFIG["in_process_steps"] else []
+    for index, (workers, steps) in enumerate(plan):
+        headless = headless_run(workers, steps, os.path.join(CONFIG["output"], f"headless-{index}"))
+        yield 0.5
+        yield from ui_run(workers, steps)
+        ui_result = REPORT["last_ui"]
+        for kind, run in (("headless", headless), ("ui", ui_result)):
+            rates[kind].setdefault(str(workers), []).append(run["images_per_s"])
+        rates["same_values"].append(ui_result["parameters"] == headless["parameters"])
+        shown = f"headless {headless['images_per_s']:.1f}, UI {ui_result['images_per_s']:.1f} images/s"
+        event(f"{workers} worker(s): {shown}")
+    check("no render worker is left", workers_left() == [], workers_left())
+
+
 def main() -> None:
-    steps = scenario()
+    steps = rate_scenario() if CONFIG.get("mode") == "rate" else scenario()
 
     def tick():
         try:

@@ -62,6 +62,7 @@ def scene(ui, tmp_path):
     settings.steps, settings.batch_size, settings.seed = 2, 4, 1
     settings.resolution_x = settings.resolution_y = SIZE
     settings.render_engine, settings.samples = "BLENDER_WORKBENCH", 1
+    settings.workers = 1  # these tests render in this process; the threaded ones below set 2
     return scene
 
 
@@ -307,3 +308,122 @@ def test_undo_stops_the_run_first(ui, scene, controller):
         handler(scene, None)
     assert not controller.running and controller.outcome.status == "stopped"
     assert diff(before, scene_state(bpy, scene)) == []
+
+
+# ---- with render workers: the run renders and feeds training on a thread of its own ---------------------------
+
+
+def modal_until(operator, predicate, seconds: float = 120.0) -> set[str]:
+    """TIMER events to the modal operator until ``predicate()`` holds or the operator ends; its last answer."""
+    import bpy
+
+    deadline = time.monotonic() + seconds
+    answer = {"PASS_THROUGH"}
+    while answer == {"PASS_THROUGH"} and not predicate():
+        assert time.monotonic() < deadline, "the threaded run did not get there in time"
+        answer = operator.modal(bpy.context, event("TIMER"))
+        time.sleep(0.05)  # the timer's interval, shortened: the pump works meanwhile
+    return answer
+
+
+def with_workers(ui, scene, monkeypatch, steps: int) -> None:
+    """The scene's run with 2 render workers, where the main thread may not render a single sample."""
+    sampler = importlib.import_module(f"{ui.run.__package__}.sampler")
+
+    def no_render_here(*_args):
+        raise AssertionError("a sample was rendered on the main thread")
+
+    monkeypatch.setattr(sampler.Sampler, "render", no_render_here)
+    scene.scenefit.workers, scene.scenefit.steps = 2, steps
+
+
+def started(controller, scene):
+    """Start the run as the button does (its timer in the UI); the session and its workers' process ids."""
+    session = controller.start(scene)
+    assert controller.threaded and session.threaded
+    pids = session.renderer.pids
+    assert len(pids) == 2
+    return session, pids
+
+
+def test_with_workers_the_timer_only_publishes_and_learns_the_headless_values(
+    ui, scene, controller, tmp_path, monkeypatch
+):
+    import bpy
+
+    from tests.test_blender_workers import alive
+
+    steps = 3
+    # The same run headless first, in this process (as batch mode steps it): what the threaded run must learn.
+    run = importlib.import_module(ui.run.__package__)
+    config = run.config.RunConfig.from_scene(scene).replace(steps=steps, workers=1, output_dir=str(tmp_path / "h"))
+    headless = run.session.Session(scene, config, tick_seconds=0.5)
+    headless.start()
+    while headless.step():
+        pass
+    expected = [entry["values"] for entry in headless.optimizer.history]
+
+    with_workers(ui, scene, monkeypatch, steps)
+    before = scene_state(bpy, scene)
+    session, pids = started(controller, scene)
+    progress = bpy.context.window_manager.scenefit_progress
+    operator = FakeOperator(ui.optimize.SCENEFIT_OT_optimize)
+    answer = modal_until(operator, lambda: progress.step >= 1)
+    assert answer == {"PASS_THROUGH"} and controller.running
+    assert diff(before, scene_state(bpy, scene)) == []  # workers render their snapshots: the scene keeps its values
+    assert modal_until(operator, lambda: False) == {"FINISHED"} and controller.outcome.status == "finished"
+    assert diff(before, scene_state(bpy, scene)) == []
+    assert not any(alive(pid) for pid in pids) and not session._pump._thread.is_alive()
+    assert [entry["values"] for entry in session.optimizer.history] == expected and len(expected) == steps
+    result = json.loads((controller.outcome.output_dir / "result.json").read_text())
+    assert result["status"] == "finished" and result["renders"] == steps * 4 and result["images_per_s"] > 0
+    assert (progress.running, progress.step, progress.renders) == (False, steps, steps * 4)
+
+
+def test_with_workers_stop_mid_run_keeps_the_checkpoint_and_leaves_no_worker(ui, scene, controller, monkeypatch):
+    import bpy
+
+    from tests.test_blender_workers import alive
+
+    with_workers(ui, scene, monkeypatch, steps=1000)
+    before = scene_state(bpy, scene)
+    session, pids = started(controller, scene)
+    operator = FakeOperator(ui.optimize.SCENEFIT_OT_optimize)
+    modal_until(operator, lambda: session.optimizer.step >= 2)
+    assert bpy.ops.scenefit.stop() == {"FINISHED"}
+    assert not controller.running and controller.outcome.status == "stopped"
+    assert diff(before, scene_state(bpy, scene)) == []
+    assert not any(alive(pid) for pid in pids) and not session._pump._thread.is_alive()
+    assert operator.modal(bpy.context, event("TIMER")) == {"FINISHED"}
+    result = json.loads((controller.outcome.output_dir / "result.json").read_text())
+    assert result["status"] == "stopped" and result["checkpoint_steps"] == session.optimizer.step >= 2
+    assert (controller.outcome.output_dir / "checkpoint.pt").is_file()
+    assert bpy.data.objects["Cube"]["scenefit"]  # what was learned so far is on the scene
+
+
+def test_with_workers_a_worker_error_mid_run_fails_it_with_one_message(ui, scene, controller, monkeypatch):
+    """Both workers die and cannot start again: the run fails with the reason, restored, no worker left."""
+    import os
+    import signal
+    import sys
+
+    import bpy
+
+    from tests.test_blender_workers import alive
+
+    with_workers(ui, scene, monkeypatch, steps=1000)
+    before = scene_state(bpy, scene)
+    session, pids = started(controller, scene)
+    operator = FakeOperator(ui.optimize.SCENEFIT_OT_optimize)
+    modal_until(operator, lambda: session.optimizer.step >= 1)
+    monkeypatch.setattr(session.renderer, "_command", [sys.executable, "-c", "import sys; sys.exit('no licence')"])
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    assert modal_until(operator, lambda: False) == {"CANCELLED"}
+    kind, message = operator.reports[-1]
+    assert kind == {"ERROR"} and "\n" not in message and "Traceback" not in message
+    assert message.startswith("render worker") and "no licence" in message
+    assert not controller.running and controller.outcome.status == "failed"
+    assert diff(before, scene_state(bpy, scene)) == []
+    assert not any(alive(pid) for pid in pids) and not session._pump._thread.is_alive()
+    assert session.renderer is None  # closed: its restarted workers ended with it

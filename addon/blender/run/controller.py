@@ -27,6 +27,7 @@ from .session import Session
 
 TIMER_INTERVAL_S = 0.02  # how often the UI asks for the next slice
 WORKERS_TIMER_INTERVAL_S = 2.0  # with workers: how often the progress is published (the run goes on meanwhile)
+WORKERS_PICTURES_S = 10.0  # with workers: how often the Run panel's pictures are drawn (~0.3 CPU s each time)
 TICK_SECONDS = 0.05  # rendering time per slice: short enough that the interface keeps responding
 
 
@@ -87,7 +88,8 @@ class RunController:
         if not going:
             self._ended()
         else:
-            pictures.refresh(session)
+            every = WORKERS_PICTURES_S if session.threaded else pictures.REFRESH_SECONDS
+            pictures.refresh(session, every=every)
         return going
 
     def run_to_end(self) -> None:

@@ -3,7 +3,8 @@
 folder and shown as previews (``bpy.utils.previews`` + ``template_icon``).
 
 :func:`refresh` is called by the run controller after each slice; it redraws at most every
-:data:`REFRESH_SECONDS` (matplotlib costs ~0.1 s a plot on the main thread) and only when there is something new,
+:data:`REFRESH_SECONDS` (matplotlib costs ~0.1 s a plot on the main thread; the controller asks for less while render
+workers need the cores) and only when there is something new,
 and once more when the run ends. A picture that cannot be drawn (no matplotlib/Pillow) leaves :data:`problem`
 set and never touches the run.
 """
@@ -70,11 +71,11 @@ def strip(targets: np.ndarray, renders: np.ndarray, count: int = SHOWN, pad: int
     return np.concatenate([rows[0], gap, rows[1]], axis=0)
 
 
-def refresh(session: Any, final: bool = False) -> None:
-    """Redraw the pictures of ``session`` (a running or just-ended Session) when due."""
+def refresh(session: Any, final: bool = False, every: float = REFRESH_SECONDS) -> None:
+    """Redraw the pictures of ``session`` (a running or just-ended Session) when ``every`` seconds have passed."""
     global problem
     now = time.monotonic()
-    if not final and now - _pictures["drawn_at"] < REFRESH_SECONDS:
+    if not final and now - _pictures["drawn_at"] < every:
         return
     try:
         optimizer, report = getattr(session, "optimizer", None), getattr(session, "report", None)

@@ -128,12 +128,16 @@ class Session:
         self._save_checkpoint()  # resumable from the first moment (a kill -9 before the first periodic one)
         self._write_result(self.optimizer.values())
 
-        from ...engine.training import TrainingThread
+        from ...engine.training import DEFAULT_NICE, TrainingThread
 
         try:  # from here on the scene changes: whatever is raised, it is put back first
             self.sampler = sampler  # restored at the end (nothing to restore when workers render a snapshot)
             self.renderer = open_renderer(sampler, config.specs, config.workers)
-            self._thread = TrainingThread(self.optimizer)
+            # With workers nothing renders in this process, and the pipeline waits for each batch to be learned: a
+            # niced training thread would starve behind the interface's redraws (bench/README.md, "The interactive
+            # run"). In-process it gives way to the rendering main thread.
+            threaded = isinstance(self.renderer, WorkerPool)
+            self._thread = TrainingThread(self.optimizer, nice=0 if threaded else DEFAULT_NICE)
             self._thread.start()
             self._pipeline = Pipeline(
                 self.optimizer,
@@ -144,7 +148,7 @@ class Session:
                 self._scene_values,
                 self.report.batch,
             )
-            if isinstance(self.renderer, WorkerPool):  # it touches no bpy: off the main thread
+            if threaded:  # the pool touches no bpy: its pipeline runs off the main thread
                 self._pump = Pump(self._pipeline)
                 self._pump.start()
             self._reported = len(self.optimizer.history)  # a resumed run reports only its own steps
@@ -489,7 +493,9 @@ class Session:
         for key, value in values.items():
             if isinstance(value, int) and not isinstance(value, bool):
                 value = max(-MAX_INT, min(value, MAX_INT))  # the panel's counters are 32-bit
-            setattr(progress, key, value)
+            # Only what changed: every write of a registered property redraws the whole window.
+            if getattr(progress, key) != value:
+                setattr(progress, key, value)
 
 
 def _number(value: Any) -> float:
