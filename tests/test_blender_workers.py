@@ -362,3 +362,13 @@ def test_a_data_set_and_truth_targets_from_two_workers_are_the_in_process_ones(s
     assert len(targets[1]) == 5 and [p.read_bytes() for p in targets[1]] == [p.read_bytes() for p in targets[2]]
     after = (shape.m1, shape.m2, supershape_scene.render.resolution_x, supershape_scene.render.engine)
     assert after == before
+
+
+def test_the_default_fits_the_machine_and_the_ui_never_renders_itself(workers, monkeypatch):
+    """0 workers: one per two cores; headless at least one (this process renders), in the UI at least two."""
+    for cores, headless, interactive in ((1, 1, 2), (2, 1, 2), (4, 2, 2), (8, 4, 4)):
+        monkeypatch.setattr(workers, "cores", lambda cores=cores: cores)
+        assert workers.worker_count(0, interactive=False) == headless
+        assert workers.worker_count(0, interactive=True) == interactive
+        assert workers.worker_count(3, interactive=True) == workers.worker_count(3, interactive=False) == 3
+    assert workers.worker_count(0) == workers.worker_count(0, interactive=False)  # the bpy module is background

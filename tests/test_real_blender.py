@@ -287,7 +287,7 @@ def test_ui_run_with_workers_makes_the_headless_images_per_s(blender: RealBlende
         "workers": 2,
         "rounds": 5,
         "steps": int(os.environ.get("SCENEFIT_UI_RATE_STEPS", "60")),
-        "in_process_steps": 10,
+        "in_process_steps": 4,
         "timeout": 900,
     }
     report, _log = drive_ui(blender, start, config)

@@ -164,7 +164,7 @@ def test_settings_recommend_more_steps_for_several_learned_properties(ui, scene)
 def test_settings_offer_render_workers_and_the_run_takes_them(scenefit, ui, scene):
     blender = scenefit.addon.blender
     settings = scene.scenefit
-    assert settings.workers == blender.run.config.RunConfig(specs=[]).workers == 1
+    assert settings.workers == blender.run.config.RunConfig(specs=[]).workers == 0  # what fits the machine
     layout = draw_all()
     assert ("prop", "workers") in [(call.name, call.args[1]) for call in layout.calls() if call.name == "prop"]
     settings.workers = 3

@@ -5,6 +5,7 @@ run; the scene comes back exactly every time. Timers never fire in the bpy modul
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import time
