@@ -11,6 +11,7 @@ sample; undo, loading another file and disabling the extension stop the run firs
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,10 @@ from .session import Session
 
 TIMER_INTERVAL_S = 0.02  # how often the UI asks for the next slice
 WORKERS_TIMER_INTERVAL_S = 2.0  # with workers: how often the progress is published (the run goes on meanwhile)
-WORKERS_PICTURES_S = 10.0  # with workers: how often the Run panel's pictures are drawn (~0.3 CPU s each time)
+# With workers: how often the sidebar (its numbers and pictures) is redrawn. The sidebar overlaps the 3D Viewport,
+# so each of its redraws redraws the viewport too (~0.65 CPU s in software GL, the cores the workers render with);
+# the status bar shows the progress in between (ui/operators/optimize.py).
+WORKERS_SIDEBAR_S = 10.0
 TICK_SECONDS = 0.05  # rendering time per slice: short enough that the interface keeps responding
 
 
@@ -50,6 +54,7 @@ class RunController:
         self._timer: Any = None
         self._window_manager: Any = None
         self._suspended = False
+        self._sidebar_drawn_at = 0.0
 
     @property
     def running(self) -> bool:
@@ -88,7 +93,7 @@ class RunController:
         if not going:
             self._ended()
         else:
-            every = WORKERS_PICTURES_S if session.threaded else pictures.REFRESH_SECONDS
+            every = WORKERS_SIDEBAR_S if session.threaded else pictures.REFRESH_SECONDS
             pictures.refresh(session, every=every)
         return going
 
@@ -126,6 +131,15 @@ class RunController:
         interval = WORKERS_TIMER_INTERVAL_S if self.threaded else TIMER_INTERVAL_S
         self._timer = window_manager.event_timer_add(interval, window=window)
         self._window_manager = window_manager
+        self._sidebar_drawn_at = time.monotonic()
+
+    def sidebar_due(self) -> bool:
+        """With workers: whether the sidebar is due for a redraw (every :data:`WORKERS_SIDEBAR_S`); True starts the
+        next wait."""
+        if time.monotonic() - self._sidebar_drawn_at < WORKERS_SIDEBAR_S:
+            return False
+        self._sidebar_drawn_at = time.monotonic()
+        return True
 
     def remove_timer(self) -> None:
         """Remove the window-manager timer (a timer left registered can keep Blender from exiting)."""

@@ -491,11 +491,19 @@ class Session:
             return
         values.setdefault("steps", self.config.steps)
         for key, value in values.items():
+            value = _PROGRESS_TYPES[progress.bl_rna.properties[key].type](value)
             if isinstance(value, int) and not isinstance(value, bool):
                 value = max(-MAX_INT, min(value, MAX_INT))  # the panel's counters are 32-bit
-            # Only what changed: every write of a registered property redraws the whole window.
+            # Into the properties' ID-property storage, not through setattr: an RNA write of a registered property
+            # tags every region of the window for a redraw, and a software-GL 3D Viewport redraw takes ~0.65 CPU s
+            # of the cores the workers render with (bench/README.md, "The interactive run"). Whoever shows the
+            # progress tags what shows it (the run controller: the sidebar).
             if getattr(progress, key) != value:
-                setattr(progress, key, value)
+                progress[key] = value
+
+
+# What each kind of progress property stores (an ID property of another type would not be read back).
+_PROGRESS_TYPES = {"BOOLEAN": bool, "INT": int, "FLOAT": float, "STRING": str}
 
 
 def _number(value: Any) -> float:

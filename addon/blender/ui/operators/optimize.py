@@ -53,20 +53,28 @@ class SCENEFIT_OT_optimize(SceneFitOperator, bpy.types.Operator):
             return {"PASS_THROUGH"}
         if not CONTROLLER.running:  # stopped by the Stop button, undo or a failure elsewhere
             return self._end(context, None)
-        threaded = CONTROLLER.threaded  # workers render their snapshots: only the sidebar's progress changes
+        threaded = CONTROLLER.threaded  # workers render their snapshots: only the progress changes
         try:
             going = CONTROLLER.tick()
         except Exception as error:
             CONTROLLER.remove_timer()
             redraw_view3d(context)
             return self.fail(error)
-        redraw_view3d(context, sidebar_only=threaded and going)
-        return {"PASS_THROUGH"} if going else self._end(context, None)
+        if not going:
+            return self._end(context, None)
+        if not threaded:
+            redraw_view3d(context)
+        else:
+            _show_status(context, status_line(context.window_manager.scenefit_progress))
+            if CONTROLLER.sidebar_due():
+                redraw_view3d(context, sidebar_only=True)
+        return {"PASS_THROUGH"}
 
     def cancel(self, context: bpy.types.Context) -> None:
         CONTROLLER.shutdown()
 
     def _end(self, context: bpy.types.Context, action: Any) -> set[str]:
+        _show_status(context, None)
         try:
             if action is not None:
                 action()
@@ -103,3 +111,17 @@ class SCENEFIT_OT_stop(SceneFitOperator, bpy.types.Operator):
         CONTROLLER.stop()
         redraw_view3d(context)
         return {"FINISHED"}
+
+
+def status_line(progress: Any) -> str:
+    """The status bar's line during a run with workers (the sidebar is redrawn only every few seconds)."""
+    return (
+        f"SceneFit: step {progress.step}/{progress.steps} · {progress.renders} renders · "
+        f"{progress.images_per_s:.1f} images/s — Esc stops the run"
+    )
+
+
+def _show_status(context: bpy.types.Context, text: str | None) -> None:
+    workspace = getattr(context, "workspace", None)
+    if workspace is not None:
+        workspace.status_text_set(text)
