@@ -262,11 +262,6 @@ class RayPool:
         on = ", ".join(f"{node} ×{n}" for node, n in sorted(nodes.items()))
         return f"{len(self._actors)} Ray actors of {self.address} on {on}, {self.threads} render thread(s) each"
 
-    @property
-    def nodes(self) -> dict[int, str]:
-        """Actor index → the IP address of its node, of the actors ready now."""
-        return {actor.index: actor.node for actor in self._actors.values() if actor.ready}
-
     def submit(self, sample_id: int, values: Mapping[str, Any]) -> None:
         self._pending.append((sample_id, dict(values)))
 
