@@ -1,11 +1,16 @@
-"""Render workers: images/s of a fitting run rendered in this process and by N render workers, side by side.
+"""Render workers: images/s of a fitting run rendered in this process, by N render workers and by N Ray actors.
 
 The scene is the demo's supershape (presets/supershape_density.json) at 64×64, Cycles with 8 samples and Workbench
-with the preset's own anti-aliasing. For each engine the runs alternate — one process, N workers, one process, … —
-``--repeats`` times, each a real run (``Session.start()``, then ``Session.step()`` to the end) of ``--steps``
-steps with the same seed. A run's rate counts from the end of its first batch to its end, so the workers'
-start-up (printed apart) is left out. The learned values of every run must be the same, whatever N: printed as
-a check.
+with the preset's own anti-aliasing. For each engine the runs alternate — one process, N workers (and N Ray actors
+with ``--ray``), one process, … — ``--repeats`` times, each a real run (``Session.start()``, then
+``Session.step()`` to the end) of ``--steps`` steps with the same seed. A run's rate counts from the end of its
+first batch to its end, so the workers' start-up (printed apart) is left out. The learned values of every run must
+be the same, whatever N and wherever the renders come from: printed as a check.
+
+``--ray ADDRESS`` adds the runs whose renders come from Ray actors (batch ``--ray``; this process must be on a node
+of that cluster). ``--ray-cluster`` starts the tests' two-node cluster on this machine (tests/ray_cluster.py: a head
+node and a worker node with two ``scenefit_worker`` slots, in network namespaces; needs root), runs this bench
+inside the head node's namespace with ``--ray`` at the head, and ends the cluster.
 
 Target (DESIGN.md): N workers at ≥ 0.9·N × the images/s of one process — where N free cores are there to use.
 
@@ -26,6 +31,7 @@ a step, 2 workers) from the panel and through ``blender -b -P scenefit_batch.py`
 
     .venv/bin/python bench/workers.py [--workers 2 --steps 12 --repeats 3 --engines CYCLES,BLENDER_WORKBENCH]
     .venv/bin/python bench/workers.py --ui         # the interactive run vs headless (minutes)
+    .venv/bin/python bench/workers.py --ray-cluster  # + 2 Ray actors on the worker node of a namespace cluster
     .venv/bin/python bench/workers.py --quick      # smoke test
 """
 
@@ -66,6 +72,7 @@ def run(ext: Any, scene: Any, config: Any) -> dict[str, Any]:
     ended = time.perf_counter()
     since, renders = first_batch or (started, 0)
     return {
+        "mode": mode(config),
         "workers": config.workers,
         "images_per_s": (session.renders - renders) / (ended - since),
         "first_batch_s": since - started,
@@ -156,6 +163,22 @@ def ui_figures(json_path: Path | None) -> int:
     return completed.returncode
 
 
+def mode(config: Any) -> str:
+    if config.ray:
+        return f"{config.workers} Ray actors"
+    return "1 process" if config.workers == 1 else f"{config.workers} workers"
+
+
+def on_cluster(argv: list[str]) -> int:
+    """This bench, with ``--ray`` at the head, inside the head node's namespace of a two-node cluster of its own."""
+    sys.path.insert(0, str(common.ROOT))
+    from tests.ray_cluster import _env, two_node_cluster
+
+    with two_node_cluster() as cluster:
+        command = ["ip", "netns", "exec", cluster.head, sys.executable, __file__, *argv, "--ray", cluster.address]
+        return subprocess.run(command, env=_env(cluster.temp), check=False).returncode
+
+
 def main(argv: list[str] | None = None) -> int:
     parse = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parse.add_argument("--workers", type=int, default=2, help="render processes to compare with one process")
@@ -165,9 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     parse.add_argument("--quick", action="store_true", help="smoke test: tiny runs, figures meaningless")
     parse.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parse.add_argument("--ui", action="store_true", help="the interactive run vs headless, in a real Blender")
+    parse.add_argument("--ray", metavar="ADDRESS", help="also N Ray actors of the cluster at ADDRESS")
+    parse.add_argument("--ray-cluster", action="store_true", help="start a two-node cluster here for --ray (root)")
     args = parse.parse_args(argv)
     if args.ui:
         return ui_figures(args.json)
+    if args.ray_cluster:
+        return on_cluster([a for a in (sys.argv[1:] if argv is None else argv) if a != "--ray-cluster"])
     steps, repeats, targets_count = (2, 1, 4) if args.quick else (args.steps, args.repeats, 16)
 
     print(f"machine: {common.machine()}", flush=True)
@@ -183,28 +210,30 @@ def main(argv: list[str] | None = None) -> int:
         )
         targets = common.render_targets(ext, scene, preset, folder / f"targets-{engine}", base, targets_count)
         runs = []
+        modes = [(1, ""), (args.workers, "")] + ([(args.workers, args.ray)] if args.ray else [])
         for repeat in range(repeats):
-            for workers in (1, args.workers):
-                output = folder / f"run-{engine}-{repeat}-{workers}"
-                config = base.replace(targets=str(targets), output_dir=str(output), workers=workers)
+            for workers, ray in modes:
+                output = folder / f"run-{engine}-{repeat}-{workers}{'-ray' if ray else ''}"
+                config = base.replace(targets=str(targets), output_dir=str(output), workers=workers, ray=ray)
                 runs.append(run(ext, scene, config))
-                print(f"{engine} workers={workers}: {runs[-1]['images_per_s']:.1f} images/s", flush=True)
-        rates = {w: common.median(r["images_per_s"] for r in runs if r["workers"] == w) for w in (1, args.workers)}
-        start = {w: common.median(r["first_batch_s"] for r in runs if r["workers"] == w) for w in (1, args.workers)}
+                print(f"{engine} {runs[-1]['mode']}: {runs[-1]['images_per_s']:.1f} images/s", flush=True)
+        names = list(dict.fromkeys(r["mode"] for r in runs))
+        rates = {m: common.median(r["images_per_s"] for r in runs if r["mode"] == m) for m in names}
+        start = {m: common.median(r["first_batch_s"] for r in runs if r["mode"] == m) for m in names}
         same = all(r["values"] == runs[0]["values"] for r in runs)
         # A --quick run can end within the tick that ends its first batch: no rate measured, no ratio.
-        ratio = rates[args.workers] / rates[1] if rates[1] else float("nan")
+        ratios = {m: rates[m] / rates[names[0]] if rates[names[0]] else float("nan") for m in names[1:]}
         rows.append(
-            [engine, f"{rates[1]:.1f}", f"{rates[args.workers]:.1f}", f"{ratio:.2f}", f"{start[1]:.1f} / "
-             f"{start[args.workers]:.1f}", "yes" if same else "NO"]
+            [engine, *(f"{rates[m]:.1f}" for m in names), *(f"{ratios[m]:.2f}" for m in names[1:]),
+             " / ".join(f"{start[m]:.1f}" for m in names), "yes" if same else "NO"]
         )  # fmt: skip
-        figures[engine] = {"rates": rates, "first_batch_s": start, "ratio": ratio, "same_values": same, "runs": runs}
+        figures[engine] = {"rates": rates, "first_batch_s": start, "ratios": ratios, "same_values": same, "runs": runs}
         paper_config = base.replace(
             steps=max(steps, 8), targets=str(targets), output_dir=str(folder / f"paper-{engine}"), workers=args.workers
         )
         figures[engine]["on_paper"] = on_paper(ext, scene, paper_config)
         print(paper_table(engine, figures[engine]["on_paper"]), flush=True)
-    header = ["engine", "1 process", f"{args.workers} workers", "ratio", "first batch s (1 / N)", "same values"]
+    header = ["engine", *names, *(f"{m} / 1" for m in names[1:]), f"first batch s ({' / '.join(names)})", "same values"]
     print(common.table(rows, header))
     print(f"images/s ratio {args.workers} workers / 1 process (target ≥ {TARGET * args.workers:.1f} with free cores)")
     if args.json:

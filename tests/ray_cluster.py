@@ -2,10 +2,10 @@
 
 ``two_node_cluster()`` makes two network namespaces of its own (``sf-head-<pid>x<n>``, ``sf-work-<pid>x<n>``) joined
 by a veth pair whose addresses (10.203.0.1/24, 10.203.0.2/24) exist only inside them, starts a Ray head node in the
-first and a worker node in the second (one CPU each, plus the custom resource ``scenefit_worker`` on the worker
-only, so that a task can be pinned to the other host), and yields a ``RayCluster``. On every ending (a normal exit,
-a failed test, KeyboardInterrupt, SIGTERM) it ends every process inside the two namespaces by its pid and deletes
-them; after SIGKILL, where no code runs, the next cluster removes the namespaces whose pid no longer lives.
+first (one CPU) and a worker node in the second (two CPUs and two units of the custom resource ``scenefit_worker``:
+room for two SceneFit render actors, pinned to the other host), and yields a ``RayCluster``. On every ending (a
+normal exit, a failed test, KeyboardInterrupt, SIGTERM) it ends every process inside the two namespaces by its pid
+and deletes them; after SIGKILL, where no code runs, the next cluster removes the namespaces whose pid no longer lives.
 Needs root (``ip netns``) and Ray in the running Python's environment.
 """
 
@@ -30,6 +30,7 @@ HEAD_IP = "10.203.0.1"
 WORKER_IP = "10.203.0.2"
 PORT = 6379
 WORKER_RESOURCE = "scenefit_worker"
+WORKER_SLOTS = 2  # the worker node's CPUs and scenefit_worker units: two render actors
 # Ray's floor is 75 MB; both nodes share this machine's 24 GB with the rest of the suite.
 OBJECT_STORE_BYTES = 100 * 1024 * 1024
 _serial = itertools.count()
@@ -128,11 +129,11 @@ def _remove(names: list[str], temp: Path | None = None) -> None:
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def _ray_start(cluster: RayCluster, namespace: str, args: list[str]) -> None:
+def _ray_start(cluster: RayCluster, namespace: str, cpus: int, args: list[str]) -> None:
     ray = str(Path(cluster.python).parent / "ray")
     completed = cluster.run(
         namespace,
-        [ray, "start", "--num-cpus", "1", "--object-store-memory", str(OBJECT_STORE_BYTES), *args],
+        [ray, "start", "--num-cpus", str(cpus), "--object-store-memory", str(OBJECT_STORE_BYTES), *args],
         timeout=180,
         cwd=str(cluster.temp),
     )
@@ -183,14 +184,16 @@ def two_node_cluster() -> Iterator[RayCluster]:
         _ray_start(
             cluster,
             head,
+            1,
             ["--head", "--node-ip-address", HEAD_IP, "--port", str(PORT), "--disable-usage-stats",
              "--include-dashboard=false", "--temp-dir", str(temp / "ray")],
         )  # fmt: skip
         _ray_start(
             cluster,
             worker,
+            WORKER_SLOTS,
             ["--address", cluster.address, "--node-ip-address", WORKER_IP,
-             "--resources", f'{{"{WORKER_RESOURCE}": 1}}'],
+             "--resources", f'{{"{WORKER_RESOURCE}": {WORKER_SLOTS}}}'],
         )  # fmt: skip
         cluster.pids()
         yield cluster

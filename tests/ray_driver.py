@@ -1,6 +1,6 @@
 """The Ray driver of tests/test_ray_cluster.py, run inside the head node's namespace.
 
-``python tests/ray_driver.py ADDRESS BLEND OUT YAW…``: connects through tools/ray_check.connect, ships the .blend
+``python tests/ray_driver.py ADDRESS BLEND OUT YAW…``: joins the cluster, ships the .blend
 (``ray.put``) and tests/ray_render.py (by value) to one actor that needs the ``scenefit_worker`` resource, so it
 runs on the worker node, renders each yaw there and saves the images and the node IP of each render to OUT (.npz).
 """
@@ -14,11 +14,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
 
 import ray  # noqa: E402
 import ray.cloudpickle  # noqa: E402
-import ray_check  # noqa: E402
 
 from tests import ray_render  # noqa: E402
 from tests.ray_cluster import WORKER_RESOURCE  # noqa: E402
@@ -34,7 +32,7 @@ class Renderer:
 
 
 def main(address: str, blend: Path, out: Path, yaws: list[float]) -> None:
-    ray_check.connect(address)
+    ray.init(address=address, log_to_driver=False)
     try:
         ray.cloudpickle.register_pickle_by_value(ray_render)
         renderer = Renderer.remote(ray.put(blend.read_bytes()))

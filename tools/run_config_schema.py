@@ -60,6 +60,10 @@ RUN_FIELDS = {
     "cores / workers render threads: 1 renders in the running process; 0 (the default): what fits the machine "
     "(one per two cores; in Blender's interface at least two, so that it renders nothing itself). The same seed "
     "learns the same values whatever the number. Batch --workers overrides it.",
+    "ray": "Batch only: the Ray cluster (HOST:PORT, or auto) whose actors render the samples, `workers` of them "
+    "(0: as many as it has room for), each a bpy-module process on a node with the scenefit_worker resource when "
+    "any has it; needs the Ray extra (requirements-ray.txt). Empty: render on this machine. Batch --ray overrides "
+    "it.",
     "resume_settings": "'run': the checkpoint must match this run's specs, distribution kinds, objective and image "
     "size; 'checkpoint': take the checkpoint's own.",
 }
@@ -398,6 +402,7 @@ def schema(package: str) -> dict[str, Any]:
         "overwrite": {"type": "boolean"},
         "resume_settings": {"enum": list(config_module.RESUME_SETTINGS)},
         "workers": {"type": "integer", "minimum": 0, "maximum": config_module.MAX_WORKERS},
+        "ray": {"type": "string"},
     }
     for name, prop in run_props.items():
         if "$ref" not in prop:

@@ -34,6 +34,11 @@ class RenderError(SceneFitError, RuntimeError):
     """Blender could not render a training image: no camera, an unavailable engine, or a failed render."""
 
 
+class ClusterError(SceneFitError, RuntimeError):
+    """Batch ``--ray`` cannot use its Ray cluster: Ray is not installed, the address is malformed or unreachable,
+    or the cluster has no room for the render actors asked for."""
+
+
 class ReportError(SceneFitError, RuntimeError):
     """Reports cannot be drawn: matplotlib or Pillow is not importable, or the history/images are unusable."""
 

@@ -31,9 +31,10 @@ from ..scene.render import RenderSettings
 from ..targets.clips import save_clip
 from ..targets.images import save_image
 from .config import RunConfig, check_output_folder, engine_distribution
+from .ray_workers import actors as ray_actors
 from .sampler import Sampler, bind
 from .session import Session
-from .workers import WorkerPool, open_renderer
+from .workers import open_renderer
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 # Signals that stop a run the way Ctrl-C does; the exit code is 128 + the signal's number (130, 143, 129).
@@ -69,6 +70,12 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="render processes, each a headless Blender on a snapshot of the scene (1: render in this process; "
         "0, the default: what fits the machine, one per two cores)",
+    )
+    parse.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="render with actors on the Ray cluster at HOST:PORT or auto (needs the Ray extra, requirements-ray.txt; "
+        "run on a node of the cluster): --workers of them, by default as many as it has room for",
     )
     parse.add_argument("--resume", help="checkpoint.pt of an earlier run to continue (its folder: continue in place)")
     parse.add_argument(
@@ -179,6 +186,8 @@ def _run(args: argparse.Namespace, received: list[int]) -> int:
     stop_if_asked()
     scene = _scene(args.scene)
     config, preset = _config(args, scene)
+    if config.ray:  # before anything is rendered or written: a cluster that cannot be used changes nothing
+        ray_actors(config.ray, config.workers)
     stop_if_asked()
     if args.generate is not None:
         return _generate(args, scene, config, preset)
@@ -205,9 +214,8 @@ def _run(args: argparse.Namespace, received: list[int]) -> int:
         _say("\n".join(settings_lines(config, session)))
         warned = 0
         while not received and session.step():
-            for warning in session.warnings[warned:]:
-                _say(f"scenefit: warning: {warning}", err=True)
-            warned = len(session.warnings)
+            warned = _say_warnings(session, warned)
+        _say_warnings(session, warned)  # those of the last step too
         if received and session.status == "running":
             session.stop()  # checkpoint, result.json "stopped", scene restored (a failure to write is raised)
             _save(args)
@@ -229,6 +237,13 @@ def _run(args: argparse.Namespace, received: list[int]) -> int:
         _say(f"scenefit: error: the fit cannot be trusted, it ended with {warning}", err=True)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _say_warnings(session: Session, said: int) -> int:
+    """Print the run's warnings after the first ``said``; returns how many are said now."""
+    for warning in session.warnings[said:]:
+        _say(f"scenefit: warning: {warning}", err=True)
+    return len(session.warnings)
 
 
 def _save(args: argparse.Namespace) -> None:
@@ -314,7 +329,8 @@ def _config(args: argparse.Namespace, scene: bpy.types.Scene) -> tuple[RunConfig
         "overwrite": True if args.overwrite else None,
         "checkpoint_steps": args.checkpoint_every,
         "checkpoint_seconds": args.checkpoint_seconds,
-        "workers": args.workers,
+        "workers": 0 if args.ray and args.workers is None else args.workers,
+        "ray": args.ray,
     }
     config = config.replace(**{k: v for k, v in overrides.items() if v is not None})
     if args.objective is not None:
@@ -373,7 +389,7 @@ def render_truth_targets(
     settings = RenderSettings(config.resolution, config.engine, config.samples, config.channels)
     clip = config.clip
     sampler = Sampler(scene, bound, settings, clip)
-    renderer = open_renderer(sampler, config.specs, config.workers)
+    renderer = open_renderer(sampler, config.specs, config.workers, config.ray)
     try:
         for i in range(targets["count"]):
             renderer.submit(i, {label: values[i] for label, values in draws.items()})
@@ -407,7 +423,7 @@ def settings_lines(config: RunConfig, session: Session) -> list[str]:
         ("objective", optimizer.config.objective),
         ("device", str(optimizer.device) + (" (auto)" if optimizer.config.device == "auto" else "")),
         ("baseline", optimizer.config.estimator.baseline),
-        ("workers", _workers(session)),
+        ("workers", session.renderer.summary),
         ("steps", f"{config.steps}" + (f" after the checkpoint's {optimizer.step}" if config.resume else "")),
         ("batch size", str(config.batch_size)),
         ("seed", str(config.seed)),
@@ -426,13 +442,6 @@ def settings_lines(config: RunConfig, session: Session) -> list[str]:
         rows.append((f"spec {spec.label!r}", f"{where} ~ {kind} {values}".rstrip()))
     width = max(len(name) for name, _ in rows)
     return ["scenefit: run settings", *(f"  {name.ljust(width)}  {value}" for name, value in rows)]
-
-
-def _workers(session: Session) -> str:
-    pool = session.renderer
-    if not isinstance(pool, WorkerPool):
-        return "1 (renders in this process)"
-    return f"{pool.count} processes, {pool.threads} render thread(s) each"
 
 
 def _step_line(entry: Mapping[str, Any], goal: int) -> str:

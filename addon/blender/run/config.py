@@ -91,6 +91,9 @@ class RunConfig:
     # Render processes (workers.WorkerPool): 1 renders in this process; 0: what fits the machine
     # (workers.worker_count: one per two cores, in the UI at least two).
     workers: int = 0
+    # Batch only: the Ray cluster (HOST:PORT or "auto") whose actors render, `workers` of them (0: what it has room
+    # for; ray_workers.RayPool); "": workers on this machine.
+    ray: str = ""
 
     def __post_init__(self) -> None:
         self.specs = [s if isinstance(s, SpecConfig) else _spec_from_dict(s) for s in self.specs]
@@ -101,6 +104,8 @@ class RunConfig:
         _check_int("seed", self.seed, 0)
         _check_int("checkpoint_steps", self.checkpoint_steps, 0)
         _check_int("workers", self.workers, 0, MAX_WORKERS)
+        if not isinstance(self.ray, str):
+            raise ConfigError(f'ray must be a Ray cluster address (HOST:PORT or auto) or "", got {quote(self.ray)}')
         seconds = self.checkpoint_seconds
         if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real) or not 0.1 <= seconds <= 86400:
             raise ConfigError(f"checkpoint_seconds must be a number of seconds in 0.1–86400, got {quote(seconds)}")

@@ -147,6 +147,7 @@ class DatasetGenerator:
         overwrite: bool = False,
         clip: ClipSettings | None = None,
         workers: int = 1,
+        ray: str = "",
     ) -> None:
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ConfigError(f"a data set needs a positive number of images, got {count!r}")
@@ -165,6 +166,7 @@ class DatasetGenerator:
         self.overwrite = overwrite
         self.clip = clip  # clip mode: each "image" is a clip, written as a sub-folder of frames (clip_targets)
         self.workers = workers  # RunConfig.workers: 1 renders in this process
+        self.ray = ray  # RunConfig.ray: a Ray cluster's actors render
         self.rows: list[dict[str, Any]] = []  # in sample order
         self._draws: list[dict[str, Any]] = []
         self._space: dict[str, dict[str, Any]] = {}
@@ -200,7 +202,7 @@ class DatasetGenerator:
         )
         self._prepare_folder()
         self._sampler = sampler
-        self._renderer = open_renderer(sampler, self.specs, self.workers)
+        self._renderer = open_renderer(sampler, self.specs, self.workers, self.ray)
         for index, values in enumerate(self._draws):
             self._renderer.submit(index, values)
         self._started_at = time.perf_counter()
@@ -403,4 +405,5 @@ def generate_for_run(
         name,
         clip=clip,
         workers=config.workers,
+        ray=config.ray,
     ).run()

@@ -132,11 +132,11 @@ class Session:
 
         try:  # from here on the scene changes: whatever is raised, it is put back first
             self.sampler = sampler  # restored at the end (nothing to restore when workers render a snapshot)
-            self.renderer = open_renderer(sampler, config.specs, config.workers)
+            self.renderer = open_renderer(sampler, config.specs, config.workers, config.ray)
             # With workers nothing renders in this process, and the pipeline waits for each batch to be learned: a
             # niced training thread would starve behind the interface's redraws (bench/README.md, "The interactive
             # run"). In-process it gives way to the rendering main thread.
-            threaded = isinstance(self.renderer, WorkerPool)
+            threaded = not isinstance(self.renderer, InProcess)
             self._thread = TrainingThread(self.optimizer, nice=0 if threaded else DEFAULT_NICE)
             self._thread.start()
             self._pipeline = Pipeline(

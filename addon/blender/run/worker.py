@@ -65,7 +65,23 @@ def main() -> None:
 
 
 def serve(connection: Connection) -> None:
-    setup = connection.recv()
+    sampler, applied = open_sampler(connection.recv())
+    with sampler:
+        connection.send(("ready", os.getpid(), applied))
+        while (message := connection.recv()) is not None:
+            sample_id, values = message
+            try:
+                image = sampler.render(sample_id, values)
+            except SceneFitError as error:  # this sample cannot be rendered: the run decides what that means
+                connection.send(("error", sample_id, str(error)))
+            else:
+                connection.send(("image", sample_id, image))
+
+
+def open_sampler(setup: dict) -> tuple[Sampler, dict]:
+    """Open ``setup``'s snapshot, make its devices this process's Cycles devices, and return the (not yet entered)
+    :class:`Sampler` of its scene, specs, render settings and clip, rendering with its threads, and the devices as
+    applied; a Ray actor (:mod:`ray_actor`) renders through this too."""
     bpy.ops.wm.open_mainfile(filepath=setup["snapshot"], load_ui=False)
     scene = bpy.data.scenes[setup["scene"]]
     # Workers × threads ≤ cores: Cycles would otherwise start one thread per core in every worker.
@@ -76,16 +92,7 @@ def serve(connection: Connection) -> None:
     specs = [SimpleNamespace(**spec) for spec in setup["specs"]]
     clip = ClipSettings.from_dict(setup["clip"]) if setup["clip"] is not None else None
     settings = RenderSettings(**setup["settings"])
-    with Sampler(scene, bind(specs), settings, clip) as sampler:
-        connection.send(("ready", os.getpid(), applied))
-        while (message := connection.recv()) is not None:
-            sample_id, values = message
-            try:
-                image = sampler.render(sample_id, values)
-            except SceneFitError as error:  # this sample cannot be rendered: the run decides what that means
-                connection.send(("error", sample_id, str(error)))
-            else:
-                connection.send(("image", sample_id, image))
+    return Sampler(scene, bind(specs), settings, clip), applied
 
 
 def _die_with_parent() -> None:

@@ -7,6 +7,8 @@ snapshot of the scene as it was when the run started (:func:`save_snapshot`: a t
 unsaved state) and renders with ``cores // N`` render threads, on the user's Cycles devices — one GPU of them per
 worker when the scene renders on the GPU, none at all being an error (:mod:`devices`). Images come back in any
 order; the caller puts them in sample-id order, so what is learned never depends on N or on timing.
+With a Ray address (batch ``--ray``) :func:`open_renderer` gives :class:`ray_workers.RayPool`, the same protocol
+with actors on a cluster.
 
 Faults: a worker that dies, or does not answer within :func:`image_timeout` of starting a sample, is killed and
 started again, and its unfinished samples are sent again (to whichever worker is free). A sample that was being
@@ -34,7 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import bpy
 import numpy as np
@@ -46,6 +48,9 @@ from ..scene.clips import ClipSettings
 from ..scene.render import RenderSettings, make_temp_folder, quiet_stdout
 from . import worker as worker_module
 from .sampler import PropertySpec, Sampler
+
+if TYPE_CHECKING:
+    from .ray_workers import RayPool
 
 REPO_VARIABLE = "SCENEFIT_WORKER_REPO"  # the folder of the extension's repository, for a worker that lacks it
 # What a worker runs first. It makes the extension's repository known when the worker's Blender does not know it
@@ -122,10 +127,39 @@ def worker_command(binary_path: str | None = None) -> list[str]:
     return [sys.executable, "-c", BOOTSTRAP]
 
 
-def open_renderer(sampler: Sampler, specs: Sequence[PropertySpec], workers: int) -> InProcess | WorkerPool:
-    """Where ``sampler``'s samples go for the ``workers`` setting: a pool of :func:`worker_count` processes over a
-    snapshot of its scene (which stays as it is), or, for one, ``sampler`` itself, entered here (the caller
-    restores it)."""
+def worker_setup(
+    snapshot: str,
+    scene: bpy.types.Scene,
+    specs: Sequence[PropertySpec],
+    settings: RenderSettings,
+    clip: ClipSettings | None,
+    threads: int,
+) -> dict[str, Any]:
+    """What a worker needs to render (plain data, :func:`worker.open_sampler` reads it): the snapshot's path, the
+    scene's name, the specs, the render settings, the clip and its render threads."""
+    return {
+        "snapshot": snapshot,
+        "scene": scene.name,
+        "specs": [
+            {name: getattr(spec, name) for name in ("label", "id_type", "id_name", "data_path")} for spec in specs
+        ],
+        "settings": asdict(settings),
+        "clip": clip.to_dict() if clip is not None else None,
+        "threads": threads,
+    }
+
+
+def open_renderer(
+    sampler: Sampler, specs: Sequence[PropertySpec], workers: int, ray: str = ""
+) -> InProcess | WorkerPool | RayPool:
+    """Where ``sampler``'s samples go for the ``workers`` setting: with a Ray address (``ray``), that many actors on
+    the cluster (:class:`ray_workers.RayPool`; 0: what it has room for); else a pool of :func:`worker_count`
+    processes over a snapshot of its scene (which stays as it is), or, for one, ``sampler`` itself, entered here
+    (the caller restores it)."""
+    if ray:
+        from .ray_workers import RayPool  # it imports this module; Ray itself only once it connects
+
+        return RayPool(ray, workers, sampler.scene, specs, sampler.settings, sampler.clip)
     count = worker_count(workers)
     if count > 1:
         return WorkerPool(count, sampler.scene, specs, sampler.settings, sampler.clip)
@@ -151,6 +185,10 @@ class InProcess:
             return []
         sample_id, values = self._queue.popleft()
         return [(sample_id, self.sampler.render(sample_id, values))]
+
+    @property
+    def summary(self) -> str:
+        return "1 (renders in this process)"
 
     def close(self) -> None:
         self._queue.clear()
@@ -198,16 +236,7 @@ class WorkerPool:
         self._command = worker_command()  # before anything is made: no binary, no snapshot
         self._devices = devices.for_workers(scene, settings.engine, count)  # a GPU render without a GPU: neither
         self.snapshot = save_snapshot()
-        self._setup = {
-            "snapshot": str(self.snapshot),
-            "scene": scene.name,
-            "specs": [
-                {name: getattr(spec, name) for name in ("label", "id_type", "id_name", "data_path")} for spec in specs
-            ],
-            "settings": asdict(settings),
-            "clip": clip.to_dict() if clip is not None else None,
-            "threads": self.threads,
-        }
+        self._setup = worker_setup(str(self.snapshot), scene, specs, settings, clip, self.threads)
         self._token = secrets.token_hex(16)
         self._server: socket.socket | None = None
         self._workers: dict[int, _Worker] = {}
@@ -224,6 +253,11 @@ class WorkerPool:
         except BaseException:
             self.close()
             raise
+
+    @property
+    def summary(self) -> str:
+        """The workers, for the run's settings."""
+        return f"{self.count} processes, {self.threads} render thread(s) each"
 
     @property
     def pids(self) -> list[int]:
