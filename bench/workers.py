@@ -24,7 +24,7 @@ own process, mostly its one training thread, is printed apart as the rate it all
 are what an image costs whatever else the machine runs, so a loaded 2-core machine can still measure them.
 
 ``--ui`` measures instead the interactive run against the same run headless, in a real Blender: it runs the real-UI
-test ``tests/test_real_blender.py::test_ui_run_with_workers_makes_the_headless_images_per_s`` (Debian 13's Blender
+test ``tests/test_real_blender.py::test_ui_run_with_workers_against_the_headless_images_per_s`` (Debian 13's Blender
 4.3.2 under Xvfb, tools/real_blender.sh, needs root), which alternates the supershape preset's run (8 × 32 px images
 a step, 2 workers) from the panel and through ``blender -b -P scenefit_batch.py``, and prints its figures. Target
 (DESIGN.md): the UI at ≥ 0.9× the headless images/s.
@@ -53,7 +53,7 @@ import common  # noqa: E402
 
 TARGET = 0.9
 ROOT = Path(__file__).resolve().parent.parent
-UI_TEST = "tests/test_real_blender.py::test_ui_run_with_workers_makes_the_headless_images_per_s"
+UI_TEST = "tests/test_real_blender.py::test_ui_run_with_workers_against_the_headless_images_per_s"
 CYCLES_SAMPLES = 8
 SIZE = 64
 PAPER_CORES = (1, 2, 4, 8, 16)
