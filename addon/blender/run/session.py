@@ -146,7 +146,8 @@ class Session:
                 config.steps,
                 config.batch_size,
                 self._scene_values,
-                self.report.batch,
+                # The report is looked up at each batch, not bound now: whoever holds the session may wrap it.
+                lambda index, images, renders: self.report.batch(index, images, renders),
             )
             if threaded:  # the pool touches no bpy: its pipeline runs off the main thread
                 self._pump = Pump(self._pipeline)
