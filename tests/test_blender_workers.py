@@ -34,6 +34,12 @@ def workers(scenefit):
     return importlib.import_module(f"{scenefit.__name__}.addon.blender.run.workers")
 
 
+@pytest.fixture
+def pool(scenefit):
+    """The render pools' fault policy: its time-outs."""
+    return importlib.import_module(f"{scenefit.__name__}.addon.blender.run.pool")
+
+
 def children() -> set[int]:
     """This process's child processes and theirs (Linux /proc)."""
     return set(descendants(os.getpid()))
@@ -93,7 +99,7 @@ def test_a_worker_that_crashes_or_hangs_is_restarted_and_the_run_learns_the_same
     blender,  # noqa: F811
     scene,  # noqa: F811
     targets_dir,  # noqa: F811
-    workers,
+    pool,
     tmp_path,
     monkeypatch,
     fault,
@@ -101,7 +107,7 @@ def test_a_worker_that_crashes_or_hangs_is_restarted_and_the_run_learns_the_same
     import bpy
 
     before = scene_state(bpy, scene)
-    monkeypatch.setattr(workers, "MIN_IMAGE_TIMEOUT_S", 3.0)
+    monkeypatch.setattr(pool, "MIN_IMAGE_TIMEOUT_S", 3.0)
     hit = []
 
     def strike(session, step):
@@ -162,13 +168,14 @@ def test_workers_that_never_start_are_killed_after_the_start_timeout_and_fail_th
     scene,  # noqa: F811
     targets_dir,  # noqa: F811
     workers,
+    pool,
     tmp_path,
     monkeypatch,
 ):
     import bpy
 
     before = scene_state(bpy, scene)
-    monkeypatch.setattr(workers, "START_TIMEOUT_S", 2.0)
+    monkeypatch.setattr(pool, "START_TIMEOUT_S", 2.0)
     monkeypatch.setattr(workers, "worker_command", lambda: hanging_at_start(workers, "all"))
     config = yaw_config(blender, targets_dir, tmp_path / "out", steps=STEPS, batch_size=BATCH, workers=2)
     session = blender.session.Session(scene, config)
@@ -195,6 +202,7 @@ def test_a_worker_that_never_starts_is_left_out_and_the_run_learns_the_same(
     scene,  # noqa: F811
     targets_dir,  # noqa: F811
     workers,
+    pool,
     tmp_path,
     monkeypatch,
 ):
@@ -205,13 +213,13 @@ def test_a_worker_that_never_starts_is_left_out_and_the_run_learns_the_same(
     def time_out(session, step):
         """At the first step, whatever this machine's load: worker 0 has waited its whole start-up time."""
         if step == 1:
-            session.renderer._workers[0].started_at -= workers.START_TIMEOUT_S
+            session.renderer._workers[0].started_at -= pool.START_TIMEOUT_S
 
     values, warnings = learned(
         blender, scene, targets_dir, tmp_path / "hung", workers=2, during_step=time_out, steps=steps
     )
     assert values == reference  # and no process outlives the run (learned)
-    timeout = f"{workers.START_TIMEOUT_S:.0f} s"
+    timeout = f"{pool.START_TIMEOUT_S:.0f} s"
     assert warnings == [f"render worker 0 failed: it did not start within {timeout}; the run goes on with 1 worker(s)"]
 
 

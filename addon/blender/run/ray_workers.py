@@ -18,18 +18,17 @@ deleted here once read) and the setup. The pool waits until every actor is ready
 name their nodes (:attr:`RayPool.summary`). A file's external data (image textures, linked libraries) reaches
 other nodes only when packed into the .blend or present at the same path there.
 
-Faults are a local pool's: an actor that dies (its process killed, its node lost) or renders nothing for
-:func:`workers.image_timeout` is killed, started again (said in :attr:`RayPool.problems`), and its unfinished
-samples are sent again to whichever actor is free. A sample that was being rendered at two such deaths, an actor
-that fails on a sample, or an actor that cannot start when no other is left raises :class:`RenderError` with Ray's
-reason; an actor that cannot start while others render is left out and said in :attr:`RayPool.problems`.
-:meth:`RayPool.close` kills every actor (also at interpreter exit); a driver killed outright takes its actors
-with it (Ray ends the actors of a dead owner).
+Faults are a local pool's, the policy of :class:`pool.RenderPool` that both share: an actor that dies (its process
+killed, its node lost) or renders nothing for :func:`pool.image_timeout` is killed, started again (said in
+:attr:`RayPool.problems`), and its unfinished samples are sent again to whichever actor is free. A sample that was
+being rendered at two such deaths, an actor that fails on a sample, or an actor that cannot start when no other is
+left raises :class:`RenderError` with Ray's reason; an actor that cannot start while others render is left out and
+said in :attr:`RayPool.problems`. :meth:`RayPool.close` kills every actor (also at interpreter exit); a driver
+killed outright takes its actors with it (Ray ends the actors of a dead owner).
 """
 
 from __future__ import annotations
 
-import atexit
 import collections
 import fnmatch
 import io
@@ -40,11 +39,10 @@ import signal
 import socket
 import sys
 import threading
-import time
 import tomllib
 import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,14 +54,14 @@ from ..data.preferences import ADDON_PACKAGE
 from ..scene import devices
 from ..scene.clips import ClipSettings
 from ..scene.render import RenderSettings
+from .pool import POLL_S, RenderPool, Sample, WorkerRecord
 from .sampler import PropertySpec
-from .workers import QUEUED_PER_WORKER, START_TIMEOUT_S, image_timeout, save_snapshot, worker_setup
+from .workers import save_snapshot, worker_setup
 
 REQUIREMENT = "ray==2.60.0"  # the pin of requirements-ray.txt (a test keeps the two the same)
 WORKER_RESOURCE = "scenefit_worker"  # a node's units of it: the render actors it takes
 ACTOR_CPUS = 1  # each actor's CPUs in Ray's accounting, and its render threads
 CONNECT_TIMEOUT_S = 5.0  # the plain TCP probe before ray.init
-STOP_WAIT_S = 2.0  # how long close() lets the actors remove their folders before killing them
 ANSI = re.compile(r"\x1b\[[0-9;]*m")  # Ray colours the names in its messages
 
 
@@ -180,23 +178,14 @@ def package(root: Path | None = None) -> bytes:
     return buffer.getvalue()
 
 
-@dataclass
-class _Actor:
-    index: int
+@dataclass(kw_only=True)
+class _Actor(WorkerRecord):
     handle: Any
-    started_at: float
     starting: Any  # the ready() call's reference until it answers, then None
-    pid: int | None = None
     node: str = ""
-    sent: collections.deque = field(default_factory=collections.deque)  # (reference, (sample_id, values))
-    busy_since: float = 0.0  # when it began the oldest sample in ``sent``
-
-    @property
-    def ready(self) -> bool:
-        return self.pid is not None
 
 
-class RayPool:
+class RayPool(RenderPool[_Actor]):
     """``count`` render actors (0: as many as it has room for, :func:`actors`) on the Ray cluster at ``address``
     over a snapshot of ``scene``, rendering the samples of ``specs`` with ``settings`` (and ``clip``). Returns once
     every actor is ready or has failed; a failure leaves no actor behind.
@@ -206,6 +195,10 @@ class RayPool:
     >>> images = dict(pool.collect(timeout=1.0))
     >>> pool.close()
     """
+
+    NOUN = "Ray actor"
+    SHORT_NOUN = "actor"
+    SAYS_RESTARTS = True  # an actor started again may mean a node was lost: the run says so
 
     def __init__(
         self,
@@ -224,7 +217,6 @@ class RayPool:
 
         self.address = address
         self.threads = ACTOR_CPUS
-        self.problems: list[str] = []
         self._ray = ray
         ray.cloudpickle.register_pickle_by_value(ray_actor)  # the nodes do not have the extension
         resources = {WORKER_RESOURCE: 1} if pinned else {}
@@ -240,17 +232,12 @@ class RayPool:
         # The user's Cycles devices as this machine sees them (one GPU per actor is not assigned across nodes).
         setup["devices"] = devices.for_workers(scene, settings.engine, 1)[0].to_dict()
         self._arguments = (ray.put(package()), ADDON_PACKAGE.rsplit(".", 1)[-1], ray.put(blend), setup)
-        self._actors: dict[int, _Actor] = {}
-        self._pending: collections.deque[tuple[int, Mapping[str, Any]]] = collections.deque()
-        self._deaths: collections.Counter[int] = collections.Counter()
-        self._slowest = 0.0
-        self._closed = False
-        atexit.register(self.close)
+        super().__init__()
         try:
             for index in range(self.count):
-                self._start(index)
-            while any(not actor.ready for actor in self._actors.values()):
-                self._poll(1.0)
+                self._start_worker(index)
+            while any(not actor.ready for actor in self._workers.values()):
+                self._step(POLL_S)
         except BaseException:
             self.close()
             raise
@@ -258,68 +245,30 @@ class RayPool:
     @property
     def summary(self) -> str:
         """The actors and their nodes, for the run's settings."""
-        nodes = collections.Counter(actor.node for actor in self._actors.values())
+        nodes = collections.Counter(actor.node for actor in self._workers.values())
         on = ", ".join(f"{node} ×{n}" for node, n in sorted(nodes.items()))
-        return f"{len(self._actors)} Ray actors of {self.address} on {on}, {self.threads} render thread(s) each"
+        return f"{len(self._workers)} Ray actors of {self.address} on {on}, {self.threads} render thread(s) each"
 
-    def submit(self, sample_id: int, values: Mapping[str, Any]) -> None:
-        self._pending.append((sample_id, dict(values)))
+    # ---- the pool's hooks -----------------------------------------------------------------------------------
 
-    def collect(self, timeout: float) -> list[tuple[int, np.ndarray]]:
-        """The images that arrive within ``timeout`` seconds (at least one check), as (sample id, image)."""
-        deadline = time.monotonic() + timeout
-        arrived: list[tuple[int, np.ndarray]] = []
-        while True:
-            arrived += self._poll(max(0.0, deadline - time.monotonic()))
-            if arrived or time.monotonic() >= deadline or not self._references():
-                return arrived
-
-    def close(self) -> None:
-        """Kill every actor (after letting it remove its folder for a moment); safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-        atexit.unregister(self.close)
-        ray = self._ray
-        stopping = [actor.handle.stop.remote() for actor in self._actors.values() if actor.ready]
-        if stopping:
-            try:
-                ray.wait(stopping, num_returns=len(stopping), timeout=STOP_WAIT_S)
-            except ray.exceptions.RayError:
-                pass  # an actor that is gone needs no stopping
-        for actor in self._actors.values():
-            self._kill(actor)
-        self._actors.clear()
-
-    # ---- actors ---------------------------------------------------------------------------------------------
-
-    def _start(self, index: int) -> None:
+    def _start(self, index: int) -> _Actor:
         handle = self._class.remote(*self._arguments)
-        self._actors[index] = _Actor(index, handle, time.monotonic(), handle.ready.remote())
+        return _Actor(index=index, handle=handle, starting=handle.ready.remote())
 
-    def _kill(self, actor: _Actor) -> None:
-        try:
-            self._ray.kill(actor.handle, no_restart=True)
-        except (self._ray.exceptions.RayError, ValueError):
-            pass  # already gone
-
-    def _references(self) -> list[Any]:
-        return [reference for actor in self._actors.values() for reference in self._owned(actor)]
+    def _send(self, worker: _Actor, sample: Sample) -> Any:
+        return worker.handle.render.remote(*sample)  # the reference its answer comes as
 
     def _poll(self, timeout: float) -> list[tuple[int, np.ndarray]]:
-        """Check the actors' health, send them samples, wait up to ``timeout`` (at most a second) for answers."""
-        self._check_health()
-        self._dispatch()
         references = self._references()
         if not references:
             return []
         ray = self._ray
-        done, _ = ray.wait(references, num_returns=1, timeout=min(timeout, 1.0))
+        done, _ = ray.wait(references, num_returns=1, timeout=timeout)
         if done:
             done, _ = ray.wait(references, num_returns=len(references), timeout=0)
         arrived = []
         for reference in done:
-            actor = next((a for a in self._actors.values() if reference in self._owned(a)), None)
+            actor = next((a for a in self._workers.values() if reference in self._owned(a)), None)
             if actor is None:  # its actor failed on an earlier answer of this poll
                 continue
             try:
@@ -333,60 +282,41 @@ class RayPool:
                 actor.pid, actor.node = answer
                 actor.starting = None
                 continue
-            arrived += self._received(actor, reference, answer)
+            arrived.append(self._answered(actor, answer, reference))
         return arrived
+
+    def _expects_answers(self) -> bool:
+        return bool(self._references())
+
+    def _exit_reason(self, worker: _Actor) -> None:
+        return None  # an actor's end shows as its calls failing (_poll)
+
+    def _failure(self, worker: _Actor, how: str) -> str:
+        return f"{self.NOUN} {worker.index}" + (f" on {worker.node}" if worker.node else "") + f" failed: {how}"
+
+    def _let_stop(self, wait_s: float) -> None:
+        ray = self._ray
+        stopping = [actor.handle.stop.remote() for actor in self._workers.values() if actor.ready]
+        if stopping:
+            try:
+                ray.wait(stopping, num_returns=len(stopping), timeout=wait_s)
+            except ray.exceptions.RayError:
+                pass  # an actor that is gone needs no stopping
+
+    def _end(self, worker: _Actor) -> None:
+        try:
+            self._ray.kill(worker.handle, no_restart=True)
+        except (self._ray.exceptions.RayError, ValueError):
+            pass  # already gone
+
+    # ---- its references -------------------------------------------------------------------------------------
+
+    def _references(self) -> list[Any]:
+        return [reference for actor in self._workers.values() for reference in self._owned(actor)]
 
     @staticmethod
     def _owned(actor: _Actor) -> list[Any]:
-        return [actor.starting] if actor.starting is not None else [ref for ref, _ in actor.sent]
-
-    def _received(self, actor: _Actor, reference: Any, answer: tuple[str, int, Any]) -> list[tuple[int, np.ndarray]]:
-        kind, sample_id, payload = answer
-        oldest, (expected, _) = actor.sent.popleft()  # an actor answers in the order it was asked
-        now = time.monotonic()
-        self._slowest = max(self._slowest, now - actor.busy_since)
-        actor.busy_since = now
-        if oldest != reference or expected != sample_id:
-            raise RenderError(f"Ray actor {actor.index} answered sample {sample_id} for sample {expected}")
-        if kind == "error":
-            raise RenderError(payload)
-        return [(sample_id, payload)]
-
-    def _dispatch(self) -> None:
-        for actor in self._actors.values():
-            while actor.ready and self._pending and len(actor.sent) < QUEUED_PER_WORKER:
-                sample = self._pending.popleft()
-                if not actor.sent:
-                    actor.busy_since = time.monotonic()
-                actor.sent.append((actor.handle.render.remote(*sample), sample))
-
-    def _check_health(self) -> None:
-        now = time.monotonic()
-        for actor in list(self._actors.values()):
-            if not actor.ready and now - actor.started_at > START_TIMEOUT_S:
-                self._died(actor, f"it did not start within {START_TIMEOUT_S:.0f} s")
-            elif actor.sent and now - actor.busy_since > image_timeout(self._slowest):
-                self._died(actor, f"it rendered nothing for {image_timeout(self._slowest):.0f} s (hung?)")
-
-    def _died(self, actor: _Actor, how: str) -> None:
-        """``actor`` is gone or hangs: kill it, send its samples again, start it again — or raise."""
-        self._kill(actor)
-        del self._actors[actor.index]
-        reason = f"Ray actor {actor.index}" + (f" on {actor.node}" if actor.node else "") + f" failed: {how}"
-        samples = [sample for _, sample in actor.sent]
-        if samples:
-            sample_id = samples[0][0]
-            self._deaths[sample_id] += 1
-            if self._deaths[sample_id] >= 2:
-                raise RenderError(f"sample {sample_id} was being rendered when two Ray actors failed; {reason}")
-        self._pending.extendleft(reversed(samples))
-        if not actor.ready:  # it never started: starting it again would fail again
-            if not self._actors:
-                raise RenderError(reason)
-            self.problems.append(f"{reason}; the run goes on with {len(self._actors)} actor(s)")
-            return
-        self.problems.append(f"{reason}; started again, {len(samples)} sample(s) sent again")
-        self._start(actor.index)
+        return [actor.starting] if actor.starting is not None else [ticket for _, ticket in actor.sent]
 
 
 def _reason(error: BaseException) -> str:

@@ -10,18 +10,17 @@ order; the caller puts them in sample-id order, so what is learned never depends
 With a Ray address (batch ``--ray``) :func:`open_renderer` gives :class:`ray_workers.RayPool`, the same protocol
 with actors on a cluster.
 
-Faults: a worker that dies, or does not answer within :func:`image_timeout` of starting a sample, is killed and
-started again, and its unfinished samples are sent again (to whichever worker is free). A sample that was being
-rendered at two such deaths, or a worker that cannot start (or is not ready within :data:`START_TIMEOUT_S`) when
-no other worker is left, raises :class:`RenderError` naming the reason (the end of the worker's log); a worker
-that cannot start while others render is left out and said in :attr:`WorkerPool.problems`. :meth:`WorkerPool.close`
-ends every worker (its whole process group) and removes the snapshot; it runs at interpreter exit too, so no
-worker outlives the run.
+Faults follow :class:`pool.RenderPool`, which both pools share: a worker that dies, or does not answer within
+:func:`pool.image_timeout` of starting a sample, is killed and started again, and its unfinished samples are sent
+again (to whichever worker is free). A sample that was being rendered at two such deaths, or a worker that cannot
+start (or is not ready within :data:`pool.START_TIMEOUT_S`) when no other worker is left, raises
+:class:`RenderError` naming the reason (the end of the worker's log); a worker that cannot start while others
+render is left out and said in :attr:`WorkerPool.problems`. :meth:`WorkerPool.close` ends every worker (its whole
+process group) and removes the snapshot; it runs at interpreter exit too, so no worker outlives the run.
 """
 
 from __future__ import annotations
 
-import atexit
 import collections
 import hmac
 import os
@@ -47,6 +46,7 @@ from ..scene import devices
 from ..scene.clips import ClipSettings
 from ..scene.render import RenderSettings, make_temp_folder, quiet_stdout
 from . import worker as worker_module
+from .pool import RenderPool, Sample, WorkerRecord
 from .sampler import PropertySpec, Sampler
 
 if TYPE_CHECKING:
@@ -68,13 +68,8 @@ if addon_utils.enable(package, default_set=False) is None:
     sys.exit("cannot enable " + package)
 importlib.import_module(package + ".addon.blender.run.worker").main()
 """
-START_TIMEOUT_S = 120.0  # from launch to "ready": Blender starts, enables SceneFit, opens the snapshot
-MIN_IMAGE_TIMEOUT_S = 300.0  # a worker silent this long on one sample hangs (see image_timeout)
-SLOWEST_FACTOR = 10  # …or silent this many times the slowest image so far, whichever is longer
-QUEUED_PER_WORKER = 2  # samples sent ahead to each worker: the next one is there when an image goes out
 LOG_LINES = 6  # lines of a worker's log quoted as the reason it failed…
 LOG_CHARACTERS = 400  # …at most this many of their last characters (the reason comes last)
-STOP_WAIT_S = 2.0  # how long close() lets a worker end on its own before killing it
 
 
 def cores() -> int:
@@ -95,10 +90,6 @@ def worker_count(workers: int, interactive: bool | None = None) -> int:
         return workers
     interactive = not bpy.app.background if interactive is None else interactive
     return max(2 if interactive else 1, cores() // 2)
-
-
-def image_timeout(slowest_s: float) -> float:
-    return max(MIN_IMAGE_TIMEOUT_S, SLOWEST_FACTOR * slowest_s)
 
 
 def save_snapshot() -> Path:
@@ -172,7 +163,7 @@ class InProcess:
 
     def __init__(self, sampler: Sampler) -> None:
         self.sampler = sampler
-        self._queue: collections.deque[tuple[int, Mapping[str, Any]]] = collections.deque()
+        self._queue: collections.deque[Sample] = collections.deque()
         self.problems: list[str] = []
 
     def submit(self, sample_id: int, values: Mapping[str, Any]) -> None:
@@ -194,24 +185,15 @@ class InProcess:
         self._queue.clear()
 
 
-@dataclass
-class _Worker:
-    index: int
+@dataclass(kw_only=True)
+class _Process(WorkerRecord):
     process: subprocess.Popen
     log: IO[bytes]
-    started_at: float
-    connection: Connection | None = None
-    pid: int | None = None  # once ready
+    connection: Connection | None = None  # once it connected back
     devices: dict[str, Any] = field(default_factory=dict)  # its Cycles devices as it applied them (devices.apply)
-    sent: collections.deque = field(default_factory=collections.deque)  # (sample_id, values), oldest first
-    busy_since: float = 0.0  # when it began the oldest sample in ``sent``
-
-    @property
-    def ready(self) -> bool:
-        return self.pid is not None
 
 
-class WorkerPool:
+class WorkerPool(RenderPool[_Process]):
     """``count`` render processes over a snapshot (:func:`save_snapshot`, taken here) of ``scene``, rendering the
     samples of ``specs`` with ``settings`` (and ``clip``: a whole clip per sample, per worker). A failure to start
     leaves nothing behind: no process, no snapshot.
@@ -221,6 +203,10 @@ class WorkerPool:
     >>> images = dict(pool.collect(timeout=1.0))  # what arrived within a second, by sample id
     >>> pool.close()
     """
+
+    NOUN = "render worker"
+    SHORT_NOUN = "worker"
+    SAYS_RESTARTS = False  # a worker started again on this machine changes nothing the run reports
 
     def __init__(
         self,
@@ -232,24 +218,18 @@ class WorkerPool:
     ) -> None:
         self.count = count
         self.threads = max(1, cores() // count)  # render threads per worker: workers × threads ≤ cores
-        self.problems: list[str] = []  # workers left out, said once each
         self._command = worker_command()  # before anything is made: no binary, no snapshot
         self._devices = devices.for_workers(scene, settings.engine, count)  # a GPU render without a GPU: neither
         self.snapshot = save_snapshot()
         self._setup = worker_setup(str(self.snapshot), scene, specs, settings, clip, self.threads)
         self._token = secrets.token_hex(16)
         self._server: socket.socket | None = None
-        self._workers: dict[int, _Worker] = {}
-        self._pending: collections.deque[tuple[int, Mapping[str, Any]]] = collections.deque()
-        self._deaths: collections.Counter[int] = collections.Counter()  # sample id → workers that died on it
-        self._slowest = 0.0
-        self._closed = False
-        atexit.register(self.close)
+        super().__init__()
         try:
             self._server = socket.create_server(("127.0.0.1", 0))
             self._server.setblocking(False)
             for index in range(count):
-                self._launch(index)
+                self._start_worker(index)
         except BaseException:
             self.close()
             raise
@@ -269,54 +249,17 @@ class WorkerPool:
         """Worker index → the Cycles devices it renders on, as it reported them once ready (:func:`devices.apply`)."""
         return {w.index: w.devices for w in self._workers.values() if w.ready}
 
-    def submit(self, sample_id: int, values: Mapping[str, Any]) -> None:
-        self._pending.append((sample_id, dict(values)))
-
-    def collect(self, timeout: float) -> list[tuple[int, np.ndarray]]:
-        """The images that arrive within ``timeout`` seconds (at least one check), as (sample id, image)."""
-        deadline = time.monotonic() + timeout
-        arrived: list[tuple[int, np.ndarray]] = []
-        while True:
-            self._check_health()
-            self._dispatch()
-            connections = [w.connection for w in self._workers.values() if w.connection is not None]
-            left = max(0.0, deadline - time.monotonic())
-            for ready in wait([*connections, self._server], timeout=min(left, 1.0)):
-                if ready is self._server:
-                    self._accept()
-                elif (owner := self._owner(ready)) is not None:  # None: ended by an earlier message of this wait
-                    arrived.extend(self._receive(owner))
-            if arrived or time.monotonic() >= deadline:
-                return arrived
-
     def close(self) -> None:
-        """End every worker and remove the snapshot; safe to call twice."""
-        if self._closed:
-            return
-        self._closed = True
-        atexit.unregister(self.close)
-        for worker in self._workers.values():
-            if worker.connection is not None:
-                try:
-                    worker.connection.send(None)
-                except OSError:
-                    pass  # it is gone already
-        ending = time.monotonic() + STOP_WAIT_S
-        for worker in self._workers.values():
-            try:
-                worker.process.wait(timeout=max(0.0, ending - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
-            self._end(worker)
-        self._workers.clear()
+        """End every worker (its whole process group) and remove the snapshot; safe to call twice."""
+        super().close()
         if self._server is not None:
             self._server.close()
         # Every worker has ended: nothing writes into the folder any more.
         shutil.rmtree(self.snapshot.parent, ignore_errors=True)
 
-    # ---- workers --------------------------------------------------------------------------------------------
+    # ---- the pool's hooks -----------------------------------------------------------------------------------
 
-    def _launch(self, index: int) -> None:
+    def _start(self, index: int) -> _Process:
         folder = self.snapshot.parent
         log = open(folder / f"worker-{index}.log", "wb")  # noqa: SIM115  (kept open by the worker; closed in _end)
         host, port = self._server.getsockname()[:2]
@@ -346,7 +289,67 @@ class WorkerPool:
         except OSError as error:
             log.close()
             raise RenderError(f"cannot start a render worker ({cut(self._command[0])}): {error.strerror}") from None
-        self._workers[index] = _Worker(index, process, log, time.monotonic())
+        return _Process(index=index, process=process, log=log)
+
+    def _send(self, worker: _Process, sample: Sample) -> None:
+        worker.connection.send(sample)  # answered in order: no ticket
+
+    def _poll(self, timeout: float) -> list[tuple[int, np.ndarray]]:
+        connections = [w.connection for w in self._workers.values() if w.connection is not None]
+        arrived: list[tuple[int, np.ndarray]] = []
+        for ready in wait([*connections, self._server], timeout=timeout):
+            if ready is self._server:
+                self._accept()
+            elif (owner := self._owner(ready)) is not None:  # None: ended by an earlier message of this wait
+                arrived.extend(self._receive(owner))
+        return arrived
+
+    def _expects_answers(self) -> bool:
+        return True  # a worker may connect at any time: collect waits out its timeout
+
+    def _exit_reason(self, worker: _Process) -> str | None:
+        # Once connected, its end shows as the connection ending (_receive).
+        if worker.process.poll() is not None and worker.connection is None:
+            return f"it exited with code {worker.process.returncode}"
+        return None
+
+    def _failure(self, worker: _Process, how: str) -> str:
+        return f"{self.NOUN} {worker.index} failed: {how}{self._log_tail(worker)}"
+
+    def _let_stop(self, wait_s: float) -> None:
+        for worker in self._workers.values():
+            if worker.connection is not None:
+                try:
+                    worker.connection.send(None)
+                except OSError:
+                    pass  # it is gone already
+        ending = time.monotonic() + wait_s
+        for worker in self._workers.values():
+            try:
+                worker.process.wait(timeout=max(0.0, ending - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+
+    def _end(self, worker: _Process) -> None:
+        """Kill ``worker`` and everything it started (its process group), then close its pipes."""
+        if worker.connection is not None:
+            worker.connection.close()
+            worker.connection = None
+        process = worker.process
+        if os.name == "posix":
+            try:
+                os.killpg(process.pid, signal.SIGKILL)  # its group, even when the leader has exited
+            except (ProcessLookupError, PermissionError):
+                pass
+        elif process.poll() is None:
+            process.kill()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass  # unkillable (stuck in the kernel): nothing more can be done from here
+        worker.log.close()
+
+    # ---- its connections ------------------------------------------------------------------------------------
 
     def _accept(self) -> None:
         try:
@@ -368,73 +371,21 @@ class WorkerPool:
         worker.connection = connection
         connection.send({**self._setup, "devices": self._devices[worker.index].to_dict()})
 
-    def _owner(self, connection: Any) -> _Worker | None:
+    def _owner(self, connection: Any) -> _Process | None:
         return next((w for w in self._workers.values() if w.connection is connection), None)
 
-    def _receive(self, worker: _Worker) -> list[tuple[int, np.ndarray]]:
+    def _receive(self, worker: _Process) -> list[tuple[int, np.ndarray]]:
         try:
             message = worker.connection.recv()
         except (EOFError, OSError):
             self._died(worker, "it ended")
             return []
-        kind, *rest = message
-        if kind == "ready":
-            worker.pid, worker.devices = rest
+        if message[0] == "ready":
+            _, worker.pid, worker.devices = message
             return []
-        sample_id, payload = rest
-        expected, _ = worker.sent.popleft()
-        now = time.monotonic()
-        self._slowest = max(self._slowest, now - worker.busy_since)
-        worker.busy_since = now
-        if expected != sample_id:
-            raise RenderError(f"render worker {worker.index} answered sample {sample_id} for sample {expected}")
-        if kind == "error":
-            raise RenderError(payload)
-        return [(sample_id, payload)]
+        return [self._answered(worker, message)]
 
-    def _dispatch(self) -> None:
-        for worker in list(self._workers.values()):  # a worker whose connection broke is replaced meanwhile
-            while worker.ready and self._pending and len(worker.sent) < QUEUED_PER_WORKER:
-                sample = self._pending.popleft()
-                if not worker.sent:
-                    worker.busy_since = time.monotonic()
-                worker.sent.append(sample)
-                try:
-                    worker.connection.send(sample)
-                except OSError:
-                    self._died(worker, "its connection broke")
-                    break
-
-    def _check_health(self) -> None:
-        now = time.monotonic()
-        for worker in list(self._workers.values()):
-            if worker.process.poll() is not None and worker.connection is None:
-                self._died(worker, f"it exited with code {worker.process.returncode}")
-            elif not worker.ready and now - worker.started_at > START_TIMEOUT_S:
-                self._died(worker, f"it did not start within {START_TIMEOUT_S:.0f} s")
-            elif worker.sent and now - worker.busy_since > image_timeout(self._slowest):
-                timeout = image_timeout(self._slowest)
-                self._died(worker, f"it rendered nothing for {timeout:.0f} s (hung?)")
-
-    def _died(self, worker: _Worker, how: str) -> None:
-        """``worker`` is gone or hangs: end it, send its samples again, start it again — or raise."""
-        self._end(worker)
-        reason = f"render worker {worker.index} failed: {how}{self._log_tail(worker)}"
-        del self._workers[worker.index]
-        if worker.sent:
-            sample_id = worker.sent[0][0]
-            self._deaths[sample_id] += 1
-            if self._deaths[sample_id] >= 2:
-                raise RenderError(f"sample {sample_id} was being rendered when two render workers failed; {reason}")
-        self._pending.extendleft(reversed(worker.sent))
-        if not worker.ready:  # it never started: starting it again would fail again
-            if not self._workers:
-                raise RenderError(reason)
-            self.problems.append(f"{reason}; the run goes on with {len(self._workers)} worker(s)")
-            return
-        self._launch(worker.index)
-
-    def _log_tail(self, worker: _Worker) -> str:
+    def _log_tail(self, worker: _Process) -> str:
         try:
             lines = Path(worker.log.name).read_text(encoding="utf-8", errors="replace").strip().splitlines()
         except OSError:
@@ -443,22 +394,3 @@ class WorkerPool:
             return ""
         tail = " | ".join(lines[-LOG_LINES:])
         return f" — {tail if len(tail) <= LOG_CHARACTERS else '…' + tail[1 - LOG_CHARACTERS :]}"
-
-    def _end(self, worker: _Worker) -> None:
-        """Kill ``worker`` and everything it started (its process group), then close its pipes."""
-        if worker.connection is not None:
-            worker.connection.close()
-            worker.connection = None
-        process = worker.process
-        if os.name == "posix":
-            try:
-                os.killpg(process.pid, signal.SIGKILL)  # its group, even when the leader has exited
-            except (ProcessLookupError, PermissionError):
-                pass
-        elif process.poll() is None:
-            process.kill()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass  # unkillable (stuck in the kernel): nothing more can be done from here
-        worker.log.close()
