@@ -23,7 +23,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -59,10 +59,9 @@ class WorkerRecord:
         return self.pid is not None
 
 
-RecordT = TypeVar("RecordT", bound=WorkerRecord)
-
-
-class RenderPool(ABC, Generic[RecordT]):
+# Not Generic over the record: typing caches a subscripted base (RenderPool[_Process]) for the life of the process,
+# which keeps the extension's modules alive past its unregistering, and the bpy module then hangs at exit.
+class RenderPool(ABC):
     """The policy over a back-end's workers. A back-end calls ``super().__init__()`` once what :meth:`close` needs
     exists (from then on it runs at exit), starts its workers with :meth:`_start_worker`, hands each answer to
     :meth:`_answered` and each death to :meth:`_died`, and implements the hooks below."""
@@ -73,7 +72,7 @@ class RenderPool(ABC, Generic[RecordT]):
 
     def __init__(self) -> None:
         self.problems: list[str] = []
-        self._workers: dict[int, RecordT] = {}
+        self._workers: dict[int, WorkerRecord] = {}
         self._pending: collections.deque[Sample] = collections.deque()
         self._deaths: collections.Counter[int] = collections.Counter()  # sample id → workers that died on it
         self._slowest = 0.0
@@ -83,11 +82,11 @@ class RenderPool(ABC, Generic[RecordT]):
     # ---- hooks ----------------------------------------------------------------------------------------------
 
     @abstractmethod
-    def _start(self, index: int) -> RecordT:
+    def _start(self, index: int) -> WorkerRecord:
         """Start worker ``index``; it becomes ready when the back-end sets its ``pid``."""
 
     @abstractmethod
-    def _send(self, worker: RecordT, sample: Sample) -> Any:
+    def _send(self, worker: WorkerRecord, sample: Sample) -> Any:
         """Send ``sample`` to ``worker``; returns the ticket its answer comes with. OSError: it cannot be reached."""
 
     @abstractmethod
@@ -99,11 +98,11 @@ class RenderPool(ABC, Generic[RecordT]):
         """Whether :meth:`collect` should wait on: False returns what arrived before its timeout."""
 
     @abstractmethod
-    def _exit_reason(self, worker: RecordT) -> str | None:
+    def _exit_reason(self, worker: WorkerRecord) -> str | None:
         """How ``worker`` ended, when it has ended unseen by :meth:`_poll`; else None."""
 
     @abstractmethod
-    def _failure(self, worker: RecordT, how: str) -> str:
+    def _failure(self, worker: WorkerRecord, how: str) -> str:
         """The sentence that says ``worker`` failed (``how``), with what the back-end knows of why."""
 
     @abstractmethod
@@ -111,7 +110,7 @@ class RenderPool(ABC, Generic[RecordT]):
         """Ask every worker to end on its own and wait up to ``wait_s`` seconds for them."""
 
     @abstractmethod
-    def _end(self, worker: RecordT) -> None:
+    def _end(self, worker: WorkerRecord) -> None:
         """End ``worker`` now, whatever it is doing, and release what it holds."""
 
     # ---- protocol -------------------------------------------------------------------------------------------
@@ -175,7 +174,9 @@ class RenderPool(ABC, Generic[RecordT]):
             elif worker.sent and now - worker.busy_since > image_timeout(self._slowest):
                 self._died(worker, f"it rendered nothing for {image_timeout(self._slowest):.0f} s (hung?)")
 
-    def _answered(self, worker: RecordT, answer: tuple[str, int, Any], ticket: Any = None) -> tuple[int, np.ndarray]:
+    def _answered(
+        self, worker: WorkerRecord, answer: tuple[str, int, Any], ticket: Any = None
+    ) -> tuple[int, np.ndarray]:
         """``worker``'s ``answer`` (kind, sample id, image or error message) to the oldest sample it was sent, which
         came with ``ticket``: the image, or :class:`RenderError` for an error or an answer out of order."""
         kind, sample_id, payload = answer
@@ -189,7 +190,7 @@ class RenderPool(ABC, Generic[RecordT]):
             raise RenderError(payload)
         return sample_id, payload
 
-    def _died(self, worker: RecordT, how: str) -> None:
+    def _died(self, worker: WorkerRecord, how: str) -> None:
         """``worker`` is gone or hangs: end it, send its samples again, start it again — or raise."""
         self._end(worker)
         del self._workers[worker.index]

@@ -185,7 +185,7 @@ class _Actor(WorkerRecord):
     node: str = ""
 
 
-class RayPool(RenderPool[_Actor]):
+class RayPool(RenderPool):
     """``count`` render actors (0: as many as it has room for, :func:`actors`) on the Ray cluster at ``address``
     over a snapshot of ``scene``, rendering the samples of ``specs`` with ``settings`` (and ``clip``). Returns once
     every actor is ready or has failed; a failure leaves no actor behind.

@@ -193,7 +193,7 @@ class _Process(WorkerRecord):
     devices: dict[str, Any] = field(default_factory=dict)  # its Cycles devices as it applied them (devices.apply)
 
 
-class WorkerPool(RenderPool[_Process]):
+class WorkerPool(RenderPool):
     """``count`` render processes over a snapshot (:func:`save_snapshot`, taken here) of ``scene``, rendering the
     samples of ``specs`` with ``settings`` (and ``clip``: a whole clip per sample, per worker). A failure to start
     leaves nothing behind: no process, no snapshot.
