@@ -380,3 +380,53 @@ def test_the_default_fits_the_machine_and_the_ui_never_renders_itself(workers, m
         assert workers.worker_count(0, interactive=True) == interactive
         assert workers.worker_count(3, interactive=True) == workers.worker_count(3, interactive=False) == 3
     assert workers.worker_count(0) == workers.worker_count(0, interactive=False)  # the bpy module is background
+
+
+def test_with_workers_this_process_neither_renders_nor_sets_a_property_and_an_unlearnable_one_fails_by_name(
+    blender,  # noqa: F811
+    scene,  # noqa: F811
+    targets_dir,  # noqa: F811
+    scenefit,
+    tmp_path,
+    monkeypatch,
+):
+    """The probe (every learned property must change the picture) renders on the workers too: in the interface a
+    change of this scene, even one put back, restarts the 3D Viewport's progressive redraws (eight software-GL
+    redraws of the cores the workers render with). A property that changes nothing still fails the run by name,
+    with the scene restored, the checkpoint kept and no worker left."""
+    import bpy
+
+    rna = importlib.import_module(f"{scenefit.__name__}.addon.blender.scene.rna")
+    render = importlib.import_module(f"{scenefit.__name__}.addon.blender.scene.render")
+    touched = []
+
+    def refused(what):
+        def record(*args, **kwargs):
+            touched.append(what)
+            raise AssertionError(f"{what} in the process of a run with workers")
+
+        return record
+
+    monkeypatch.setattr(rna.BoundProperty, "set", refused("a property set"))
+    monkeypatch.setattr(render.RenderOverride, "render", refused("a render"))
+    config = yaw_config(blender, targets_dir, tmp_path / "good", steps=2, batch_size=BATCH, workers=2)
+    session = blender.session.Session(scene, config, tick_seconds=0.2)
+    session.start()
+    while session.step():
+        pass
+    assert session.status == "finished" and touched == []
+
+    bpy.data.objects["Cube"]["unused"] = 1.0
+    before = scene_state(bpy, scene)
+    flat = {"kind": "normal", "mu": 1.0, "sigma": 1.0}
+    unused = blender.config.SpecConfig("unused", "OBJECT", "Cube", '["unused"]', flat)
+    config = config.replace(specs=[*config.specs, unused], output_dir=str(tmp_path / "bad"))
+    session = blender.session.Session(scene, config, tick_seconds=0.2)
+    before_children = children()
+    session.start()
+    with pytest.raises(blender.errors.SpecError, match=r"not identifiable.*'unused'.*does not change the rendered"):
+        while session.step():
+            pass
+    assert "'yaw'" not in str(session.error) and touched == []
+    _ended_cleanly(bpy, scene, before, session, "failed")
+    assert children() <= before_children and render_folders(os.getpid()) == []

@@ -102,15 +102,17 @@ class Pipeline:
 
 class Pump:
     """Runs ``pipeline`` on a daemon thread until every batch has been learned, :meth:`stop` or an error (kept and
-    re-raised by :meth:`wait`). The pipeline's back-end must not touch bpy (a :class:`workers.WorkerPool`); nothing
-    else may use the pipeline or its back-end until :meth:`stop` has returned.
+    re-raised by :meth:`wait`), after ``probe`` (a :class:`sampler.WorkerProbe`) has passed on the pipeline's
+    back-end. That back-end must not touch bpy (a :class:`workers.WorkerPool`); nothing else may use the pipeline or
+    it until :meth:`stop` has returned.
 
     A worker the pool starts again is started from this thread; on Linux the kernel ends such a worker when this
     thread ends (``PR_SET_PDEATHSIG`` follows the thread that started it), which is when the run ends anyway.
     """
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Pipeline, probe: Any = None) -> None:
         self.pipeline = pipeline
+        self.probe = probe
         self.error: BaseException | None = None
         self.finished = False  # every batch learned
         self._stop = threading.Event()
@@ -137,6 +139,8 @@ class Pump:
 
     def _run(self) -> None:
         try:
+            if self.probe is not None:
+                self.probe.check(self.pipeline.renderer, self._stop.is_set, PUMP_SLICE_S)
             while not self._stop.is_set():
                 if self.pipeline.advance(PUMP_SLICE_S):
                     self.finished = True

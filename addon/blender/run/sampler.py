@@ -15,7 +15,8 @@ order; bpy is touched only on the caller's (main) thread.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import bpy
@@ -25,7 +26,7 @@ from ...engine.errors import RenderError, SceneFitError, SpecError, quote
 from ..data.properties import MAX_LABEL
 from ..scene import rna
 from ..scene.clips import ClipRenderer, ClipSettings
-from ..scene.render import RenderOverride, RenderSettings
+from ..scene.render import RenderOverride, RenderSettings, raise_if_insensitive
 
 Probes = Mapping[str, tuple[rna.BoundProperty, Sequence[rna.Value]]]
 
@@ -97,6 +98,15 @@ class Sampler:
         with self._renderer(probes):
             pass
 
+    def probe_elsewhere(self, probes: Probes) -> WorkerProbe:
+        """The same check for render workers to render (:class:`WorkerProbe`): this scene is only read, here. A
+        change of it, even one put back, would restart the interface's progressive 3D Viewport redraws: eight
+        software-GL redraws of the cores the workers render with (bench/README.md, "The interactive run")."""
+        scene_values = {label: bound.get() for label, bound in self.bound.items()}
+        probed = {label: (bound.culprit, list(values)) for label, (bound, values) in probes.items() if len(values) > 1}
+        samples = [(label, {**scene_values, label: value}) for label, (_, values) in probed.items() for value in values]
+        return WorkerProbe(samples, probed, self.renderer.identical, self.renderer.renders_are)
+
     def __enter__(self) -> Sampler:
         """Snapshot the bound properties and override the render settings (a failure leaves the scene as it was)."""
         if self._entered:
@@ -158,6 +168,33 @@ class Sampler:
         if self.clip is None:
             return RenderOverride(self.scene, self.settings, probes)
         return ClipRenderer(self.scene, self.settings, self.clip, self.bound.values(), probes)
+
+
+@dataclass(frozen=True)
+class WorkerProbe:
+    """:meth:`Sampler.probe` as samples for a render back-end: ``samples`` (probed label, the scene's values with
+    that one changed), ``probed`` (label → culprit, values). :meth:`check` touches no bpy: a pool's thread runs it."""
+
+    samples: list[tuple[str, dict[str, rna.Value]]]
+    probed: dict[str, tuple[str, list[rna.Value]]]
+    identical: float
+    renders_are: str
+
+    def check(self, renderer: Any, stopped: Callable[[], bool], poll_s: float) -> None:
+        """Render the samples with ``renderer`` (sample ids below 0: never a run's) and raise :class:`SpecError`
+        as :meth:`Sampler.probe` does; returns early once ``stopped()``."""
+        for index, (_, values) in enumerate(self.samples):
+            renderer.submit(-1 - index, values)
+        images: dict[int, np.ndarray] = {}
+        while len(images) < len(self.samples):
+            if stopped():
+                return
+            for sample_id, image in renderer.collect(timeout=poll_s):
+                images[-1 - sample_id] = image
+        renders: dict[str, list[np.ndarray]] = {}
+        for index, (label, _) in enumerate(self.samples):
+            renders.setdefault(label, []).append(images[index])
+        raise_if_insensitive(self.probed, renders, self.identical, self.renders_are)
 
 
 def _set_all(settings: list[tuple[Any, str, Any]]) -> None:

@@ -43,7 +43,7 @@ from .config import MAX_INT, RunConfig, check_output_folder, engine_distribution
 from .pipeline import Pipeline, Pump
 from .report import RunReport
 from .sampler import Sampler, bind
-from .workers import InProcess, WorkerPool, open_renderer
+from .workers import InProcess, WorkerPool, open_renderer, renders_elsewhere
 
 # How often result.json is rewritten during a run at most (custom properties follow every parameter step).
 RESULT_INTERVAL_S = 1.0
@@ -119,8 +119,11 @@ class Session:
         sampler = Sampler(self.scene, bound, settings, clip)
         sampler.check()
         # Every learned property must change the picture: rendered across its range (and put back) before
-        # anything is written or learned.
-        sampler.probe(learned_probes(self.parameters, engine_space))
+        # anything is written or learned; with workers by them, before the first batch (this scene untouched).
+        probes = learned_probes(self.parameters, engine_space)
+        worker_probe = sampler.probe_elsewhere(probes) if renders_elsewhere(config.workers, config.ray) else None
+        if worker_probe is None:
+            sampler.probe(probes)
         self.render_settings = settings
         self.optimizer = self._make_optimizer(engine_space, targets, checkpoint)
         self._prepare_output_folder()
@@ -150,7 +153,7 @@ class Session:
                 lambda index, images, renders: self.report.batch(index, images, renders),
             )
             if threaded:  # the pool touches no bpy: its pipeline runs off the main thread
-                self._pump = Pump(self._pipeline)
+                self._pump = Pump(self._pipeline, worker_probe)
                 self._pump.start()
             self._reported = len(self.optimizer.history)  # a resumed run reports only its own steps
             self._started_at = time.perf_counter()

@@ -151,10 +151,14 @@ def open_renderer(
         from .ray_workers import RayPool  # it imports this module; Ray itself only once it connects
 
         return RayPool(ray, workers, sampler.scene, specs, sampler.settings, sampler.clip)
-    count = worker_count(workers)
-    if count > 1:
-        return WorkerPool(count, sampler.scene, specs, sampler.settings, sampler.clip)
+    if renders_elsewhere(workers, None):
+        return WorkerPool(worker_count(workers), sampler.scene, specs, sampler.settings, sampler.clip)
     return InProcess(sampler.__enter__())
+
+
+def renders_elsewhere(workers: int, ray: str | None) -> bool:
+    """Whether :func:`open_renderer` gives a pool of workers (this process then renders nothing)."""
+    return bool(ray) or worker_count(workers) > 1
 
 
 class InProcess:

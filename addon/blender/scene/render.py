@@ -7,8 +7,9 @@ no dither, 8 bits per channel, written as uncompressed TGA to tmpfs and parsed w
 (``engine.images.to_display``). Measured at 64×64 on 2 cores, reading back costs ~0.2 ms (EXR through
 bpy.data.images: ~1 ms, and a linear→sRGB conversion on top); the render itself dominates.
 
-Before the first render, every probed property is rendered across its range (:meth:`RenderOverride.__enter__`):
-one whose renders do not change at all cannot be learned from images and stops the run, named.
+Before the first render, every probed property is rendered across its range (:meth:`RenderOverride.__enter__`, or
+render workers through ``run.sampler.WorkerProbe``): one whose renders do not change at all cannot be learned from
+images and stops the run, named (:func:`raise_if_insensitive`).
 """
 
 from __future__ import annotations
@@ -199,31 +200,20 @@ class RenderOverride:
     def check_sensitive(self) -> None:
         """Raise :class:`SpecError` naming each probed property whose renders do not change over its values (it
         could not be learned from any target); each property is put back afterwards."""
-        flat: list[str] = []
-        for bound, values in self.probes.values():
+        renders: dict[str, list[np.ndarray]] = {}
+        for label, (bound, values) in self.probes.items():
             if len(values) < 2:
                 continue
             saved = bound.get()
             try:
-                renders = []
+                renders[label] = []
                 for value in values:
                     bound.set(value)
-                    renders.append(self.render())
+                    renders[label].append(self.render())
             finally:
                 bound.set(saved)
-            difference = max(float(np.abs(r - renders[0]).max()) for r in renders[1:])
-            if difference <= self.identical:
-                shown = ", ".join(f"{v:.4g}" if isinstance(v, float) else repr(v) for v in values)
-                flat.append(
-                    f"{bound.culprit} does not change the {self.renders_are} (at {shown} they differ by at most "
-                    f"{difference * 255:.1f}/255)"
-                )
-        if flat:
-            raise SpecError(
-                f"not identifiable from the data, no target could teach them: {'; '.join(flat)}. Make them fixed "
-                "(untick Learn) or remove them; check that the camera (and the frame range of clips) shows what they "
-                "change"
-            )
+        probed = {label: (bound.culprit, values) for label, (bound, values) in self.probes.items()}
+        raise_if_insensitive(probed, renders, self.identical, self.renders_are)
 
     def _plan(self) -> list[tuple[Any, str, Any]]:
         """(owner, attribute, value) in the order to set them; _KEEP marks settings saved only because changing
@@ -271,6 +261,32 @@ class RenderOverride:
 
     def _engine_identifier(self) -> str:
         return compat.render_engine(self.settings.engine)
+
+
+def raise_if_insensitive(
+    probed: Mapping[str, tuple[str, Sequence[rna.Value]]],
+    renders: Mapping[str, Sequence[np.ndarray]],
+    identical: float,
+    renders_are: str,
+) -> None:
+    """Raise :class:`SpecError` naming each property (label → (its culprit, its probe values)) whose ``renders``
+    (label → one per value; labels left out were not probed) differ by at most ``identical`` everywhere."""
+    flat: list[str] = []
+    for label, images in renders.items():
+        culprit, values = probed[label]
+        difference = max(float(np.abs(image - images[0]).max()) for image in images[1:])
+        if difference <= identical:
+            shown = ", ".join(f"{v:.4g}" if isinstance(v, float) else repr(v) for v in values)
+            flat.append(
+                f"{culprit} does not change the {renders_are} (at {shown} they differ by at most "
+                f"{difference * 255:.1f}/255)"
+            )
+    if flat:
+        raise SpecError(
+            f"not identifiable from the data, no target could teach them: {'; '.join(flat)}. Make them fixed "
+            "(untick Learn) or remove them; check that the camera (and the frame range of clips) shows what they "
+            "change"
+        )
 
 
 def probe_values(distribution: Mapping[str, Any], choices: Sequence[Any] | None = None) -> list[rna.Value]:
