@@ -1,6 +1,8 @@
 """Driver of the real-UI test: runs inside a Blender executable with a window (Xvfb), started as
 
-    blender --enable-event-simulate FILE.blend -P real_blender_ui.py -- CONFIG.json
+    blender [--enable-event-simulate] FILE.blend -P real_blender_ui.py -- CONFIG.json
+
+(events are simulated only for the user's session: Esc; the timing runs go without, see ``drive_ui``).
 
 With CONFIG["mode"] = "rate" it times instead the same run in this UI and headless, alternating (``rate_scenario``).
 Otherwise it plays a user's session as ``bpy.app.timers`` steps on the main thread — apply a preset, check the targets,
@@ -335,6 +337,10 @@ def ui_run(workers: int, steps: int):
         bpy.types.SpaceView3D.draw_handler_remove(handler, region)
     REPORT.setdefault("ui_timeline", []).append(timeline)
     event(f"draws during the run: {counted} in {seconds:.1f} s; renders over time {timeline[::5]}")
+    if workers > 1:  # (one worker renders in this process and redraws the viewport after every slice: the samples)
+        # With workers nothing in the scene changes: the view is drawn when the run starts and ends, no more. Reading
+        # the targets into the file's data made 8 (one rebuild of the depsgraph restarted the progressive AA).
+        check("the 3D Viewport is drawn at most 3 times during a run with workers", counted["WINDOW"] <= 3, counted)
     outcome = m("run.controller").CONTROLLER.outcome
     check("the UI run finished", outcome is not None and outcome.status == "finished", outcome)
     REPORT["last_ui"] = result(outcome.output_dir)

@@ -161,14 +161,32 @@ def test_nan_pixels_in_exr(targets, tmp_path):
         targets.load_targets(tmp_path, (4, 4))
 
 
-def test_loaded_images_do_not_stay_in_the_blend(targets, tmp_path):
+def test_reading_and_saving_images_leave_the_open_file_alone(targets, tmp_path):
+    """No image is added to or removed from the file's data, so its depsgraph is not rebuilt: in the interface
+    that would restart the 3D Viewport's progressive anti-aliasing (bench/README.md, "The interactive run")."""
     import bpy
 
+    scene = cube_scene(bpy)
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
-    shutil.copy(tmp_path / "a.png", tmp_path / "b.png")
-    count = len(bpy.data.images)
-    targets.load_targets(tmp_path, (8, 8))
-    assert len(bpy.data.images) == count
+    Image.fromarray(np.zeros((8, 8), np.uint16)).save(tmp_path / "b16.png")  # float buffer: set to Non-Color
+    save_render(scene, tmp_path / "c.exr", "OPEN_EXR", "32")
+    bpy.context.view_layer.update()
+    names = sorted(image.name for image in bpy.data.images)
+    updates = []
+
+    def record(_scene, depsgraph):
+        updates.append([update.id.name for update in depsgraph.updates])
+
+    bpy.app.handlers.depsgraph_update_post.append(record)
+    try:
+        images, report = targets.load_targets(tmp_path, (8, 8))
+        targets.save_image(images[0], tmp_path / "saved.png")
+        bpy.context.view_layer.update()
+    finally:
+        bpy.app.handlers.depsgraph_update_post.remove(record)
+    assert len(report.loaded) == 3
+    assert [name for names_updated in updates for name in names_updated] == []  # the old way: every ID
+    assert sorted(image.name for image in bpy.data.images) == names
 
 
 def test_save_image_round_trips_exactly(targets, tmp_path):

@@ -244,10 +244,13 @@ def drive_ui(blender: RealBlender, start: Path, config: dict) -> tuple[dict, str
     shutil.copy(ROOT / "tests" / "real_blender_ui.py", blender.folder / "driver.py")
     (blender.folder / "config.json").write_text(json.dumps(config))
     display = 100 + os.getpid() % 400
+    # Only the user's session simulates events (Esc). With event simulation Blender's event loop skips its idle
+    # sleep and spins a whole core, which a user's Blender does not: the timing runs go without it.
+    simulate = "" if config.get("mode") == "rate" else "--enable-event-simulate "
     session = (
         f"Xvfb :{display} -screen 0 1500x1700x24 -nolisten tcp & xvfb=$!; "
         f"for i in $(seq 50); do [ -e /tmp/.X11-unix/X{display} ] && break; sleep 0.1; done; "
-        f"DISPLAY=:{display} timeout {config['timeout'] + 60} blender --enable-event-simulate {start} "
+        f"DISPLAY=:{display} timeout {config['timeout'] + 60} blender {simulate}{start} "
         f"-P {blender.folder / 'driver.py'} -- {blender.folder / 'config.json'}; rc=$?; "
         "kill $xvfb; wait $xvfb; exit $rc"
     )
@@ -264,17 +267,17 @@ def drive_ui(blender: RealBlender, start: Path, config: dict) -> tuple[dict, str
     return report, log
 
 
-# DESIGN.md and issue #14 ask an interactive run for ≥ 0.9× the headless images/s; measured on these 2 shared cores
-# 0.81–0.89 (bench/README.md, "The interactive run"), so that target is not met. What this test guards is the
-# threaded path against falling back: the run before it made 0.30, the pump without the status-bar progress 0.70.
-UI_RATE_GUARD = 0.7
+# DESIGN.md and issue #14 ask an interactive run for ≥ 0.9× the headless images/s. Measured on these 2 shared cores
+# 0.93–0.96 best ÷ best, pairs 0.84–1.08 (bench/README.md, "The interactive run"); before the targets were read
+# into scratch data (8 viewport redraws at each start) 0.81–0.89, before the render workers 0.08.
+UI_RATE_GUARD = 0.9
 
 
 def test_ui_run_with_workers_against_the_headless_images_per_s(blender: RealBlender, extension_zip: Path) -> None:
     """The same run (the supershape preset, 8 × 32 px images a step, 2 render workers) from the panel in the real UI
     and through ``blender -b -P scenefit_batch.py``, alternating five times (the driver starts the headless runs
-    while the UI waits): the UI's best images/s is at least UI_RATE_GUARD × the headless best (the target, 0.9, is
-    not met), and both learn the same values.
+    while the UI waits): the UI's best images/s is at least UI_RATE_GUARD × the headless best, the 3D Viewport is
+    drawn at most 3 times a run (the driver checks), and both learn the same values.
     Each rate is result.json's images_per_s (from the end of the first batch: the workers' start-up left out). Once
     in-process too, reported only: without workers the UI renders on its main thread between redraws."""
     script = blender.install(extension_zip)
@@ -289,7 +292,7 @@ def test_ui_run_with_workers_against_the_headless_images_per_s(blender: RealBlen
         "batch_script": str(script),
         "preset": str(PRESET),
         "workers": 2,
-        "rounds": 5,
+        "rounds": int(os.environ.get("SCENEFIT_UI_RATE_ROUNDS", "5")),
         "steps": int(os.environ.get("SCENEFIT_UI_RATE_STEPS", "60")),
         "in_process_steps": 4,
         "timeout": 900,

@@ -1,6 +1,7 @@
 """Load target images through the image pipeline that training renders go through too (``engine.images``).
 
-Files are read raw through bpy (colour space "Non-Color", so Blender converts nothing); 8/16-bit formats are
+Files are read raw through bpy, in scratch data (``bpy.data.temp_data``: the open file gains and loses no image),
+with no colour conversion (float buffers as "Non-Color"); 8/16-bit formats are
 taken as display-referred (already through a view transform, as a render saved by Blender or a photo is) with
 straight alpha, EXR/HDR as linear with premultiplied alpha (shown with the "Standard" sRGB transform). Each
 image is then cropped to the training aspect ratio, area-resized and rounded to 8 bits by
@@ -115,20 +116,25 @@ def read_raw(path: Path) -> np.ndarray:
     """The file's stored values as (H, W, 4) float32, row 0 at the top; Blender converts no colours."""
     if path.suffix.lower() in _JPEG_SUFFIXES and b"\xff\xd9" not in path.read_bytes()[-1024:]:
         raise TargetError(f"target image {path} is truncated (no JPEG end marker)")
-    try:
-        image = bpy.data.images.load(str(path), check_existing=False)
-    except RuntimeError as error:
-        raise TargetError(f"target image {path} cannot be read: {error}") from None
-    try:
-        image.colorspace_settings.name = "Non-Color"
+    # Into scratch data, never the open file's: an image added to or removed from it rebuilds the depsgraph, which
+    # restarts the 3D Viewport's progressive anti-aliasing — 8 redraws, ~5 CPU s in software GL taken from the
+    # render workers at a run's start (bench/README.md, "The interactive run").
+    with bpy.data.temp_data() as blend_data:
+        try:
+            image = blend_data.images.load(str(path), check_existing=False)
+        except RuntimeError as error:
+            raise TargetError(f"target image {path} cannot be read: {error}") from None
         width, height = image.size
         depth = image.channels
         if width == 0 or height == 0 or not image.has_data:
             raise TargetError(f"target image {path} cannot be read (corrupt, truncated or not an image)")
+        # A byte buffer holds the file's values whatever the colour space; a float one (EXR, HDR, 16-bit) was
+        # converted to scene linear unless it is Non-Color. Setting the colour space reloads the image and, even
+        # in scratch data, restarts the viewport's anti-aliasing: only where it changes the values.
+        if image.is_float:
+            image.colorspace_settings.name = "Non-Color"
         flat = np.empty(width * height * depth, dtype=np.float32)
         image.pixels.foreach_get(flat)
-    finally:
-        bpy.data.images.remove(image)
     pixels = flat.reshape(height, width, depth)[::-1]
     if depth == 4:
         return np.ascontiguousarray(pixels)
@@ -143,11 +149,9 @@ def save_image(image: np.ndarray, path: str | Path) -> None:
     height, width, channels = image.shape
     rgba = np.ones((height, width, 4), np.float32)
     rgba[..., :channels] = np.round(np.clip(image, 0.0, 1.0) * 255) / 255
-    block = bpy.data.images.new("scenefit-save", width, height, alpha=channels == 4)
-    try:
+    with bpy.data.temp_data() as blend_data:  # see read_raw
+        block = blend_data.images.new("scenefit-save", width, height, alpha=channels == 4)
         block.pixels.foreach_set(rgba[::-1].ravel())
         block.filepath_raw = str(path)
         block.file_format = "PNG"
         block.save()
-    finally:
-        bpy.data.images.remove(block)
