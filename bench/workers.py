@@ -158,6 +158,14 @@ def ui_figures(json_path: Path | None) -> int:
         rows.append([workers, f"{ui['best']:.1f}", f"{headless['best']:.1f}", f"{ratio:.2f}", every])
     print(common.table(rows, ["workers", "UI best", "headless best", "ratio", "each pair UI:headless"]))
     print(f"images/s ratio UI / headless (target ≥ {TARGET} with workers)")
+    for workers in sorted({timer["workers"] for timer in measured["timer"]}):
+        timers = [timer for timer in measured["timer"] if timer["workers"] == workers]
+        medians = ", ".join(f"{timer['median_s']:.2f}" for timer in timers)
+        longest = max(timer["max_s"] for timer in timers)
+        print(
+            f"{workers} worker(s): the interface's 0.2 s timer fired every {medians} s (median of each run), "
+            f"at most {longest:.2f} s apart"
+        )
     if json_path:
         json_path.write_text(json.dumps(measured, indent=1))
     return completed.returncode

@@ -336,6 +336,12 @@ def ui_run(workers: int, steps: int):
     for region, handler in handlers:
         bpy.types.SpaceView3D.draw_handler_remove(handler, region)
     REPORT.setdefault("ui_timeline", []).append(timeline)
+    # How responsive the interface stays: this driver's timer asks for a call every 0.2 s (a busy main thread delays
+    # it).
+    gaps = sorted(later[0] - earlier[0] for earlier, later in zip(timeline, timeline[1:], strict=False))
+    if gaps:
+        timer = {"workers": workers, "median_s": round(gaps[len(gaps) // 2], 3), "max_s": round(gaps[-1], 3)}
+        REPORT.setdefault("ui_timer", []).append(timer)
     event(f"draws during the run: {counted} in {seconds:.1f} s; renders over time {timeline[::5]}")
     if workers > 1:  # (one worker renders in this process and redraws the viewport after every slice: the samples)
         # With workers nothing in the scene changes: the view is drawn when the run starts and ends, no more. Reading

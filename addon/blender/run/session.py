@@ -121,8 +121,9 @@ class Session:
         # Every learned property must change the picture: rendered across its range (and put back) before
         # anything is written or learned; with workers by them, before the first batch (this scene untouched).
         probes = learned_probes(self.parameters, engine_space)
-        worker_probe = sampler.probe_elsewhere(probes) if renders_elsewhere(config.workers, config.ray) else None
-        if worker_probe is None:
+        threaded = renders_elsewhere(config.workers, config.ray)  # as open_renderer decides below
+        worker_probe = sampler.probe_elsewhere(probes) if threaded else None
+        if not threaded:
             sampler.probe(probes)
         self.render_settings = settings
         self.optimizer = self._make_optimizer(engine_space, targets, checkpoint)
@@ -139,7 +140,6 @@ class Session:
             # With workers nothing renders in this process, and the pipeline waits for each batch to be learned: a
             # niced training thread would starve behind the interface's redraws (bench/README.md, "The interactive
             # run"). In-process it gives way to the rendering main thread.
-            threaded = not isinstance(self.renderer, InProcess)
             self._thread = TrainingThread(self.optimizer, nice=0 if threaded else DEFAULT_NICE)
             self._thread.start()
             self._pipeline = Pipeline(

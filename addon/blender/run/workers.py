@@ -151,7 +151,7 @@ def open_renderer(
         from .ray_workers import RayPool  # it imports this module; Ray itself only once it connects
 
         return RayPool(ray, workers, sampler.scene, specs, sampler.settings, sampler.clip)
-    if renders_elsewhere(workers, None):
+    if worker_count(workers) > 1:
         return WorkerPool(worker_count(workers), sampler.scene, specs, sampler.settings, sampler.clip)
     return InProcess(sampler.__enter__())
 
