@@ -119,8 +119,9 @@ def test_a_worker_that_crashes_or_hangs_is_restarted_and_the_run_learns_the_same
             os.kill(pid, signal.SIGSTOP if fault == "hang" else signal.SIGKILL)
             hit.append(pid)
 
-    # Without a restart, steps enough that the other worker is still rendering when the failed start is seen.
-    steps = 2 * STEPS if fault == "crash and no restart" else STEPS
+    # Without a restart, steps enough that the other worker is still rendering when the failed start is seen: the
+    # strike comes when step 1 is reported, by then the pump may be several batches on (2 × STEPS missed it once).
+    steps = 4 * STEPS if fault == "crash and no restart" else STEPS
     reference, _ = learned(blender, scene, targets_dir, tmp_path / "reference", workers=1, steps=steps)
     struck, warnings = learned(
         blender, scene, targets_dir, tmp_path / "struck", workers=2, during_step=strike, steps=steps
