@@ -151,8 +151,9 @@ def open_renderer(
         from .ray_workers import RayPool  # it imports this module; Ray itself only once it connects
 
         return RayPool(ray, workers, sampler.scene, specs, sampler.settings, sampler.clip)
-    if worker_count(workers) > 1:
-        return WorkerPool(worker_count(workers), sampler.scene, specs, sampler.settings, sampler.clip)
+    count = worker_count(workers)
+    if count > 1:
+        return WorkerPool(count, sampler.scene, specs, sampler.settings, sampler.clip)
     return InProcess(sampler.__enter__())
 
 
