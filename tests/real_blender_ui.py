@@ -30,6 +30,9 @@ CONFIG = json.loads(open(sys.argv[sys.argv.index("--") + 1]).read())
 MODULE = "bl_ext.user_default.scenefit"
 REPORT: dict = {"checks": [], "error": None, "events": []}
 STARTED = time.monotonic()
+# With render workers, what the interface's own threads (main, software GL) may take of the cores while the rate is
+# measured: 0.09–0.15 measured; the targets read into the file's data (8 viewport redraws at each start) took more.
+STEADY_CORES = 0.25
 
 
 def check(name: str, ok: bool, detail: object = "") -> bool:
@@ -328,21 +331,35 @@ def ui_run(workers: int, steps: int):
     def ended() -> bool:
         session = m("run.controller").CONTROLLER.session
         if session is not None:
-            timeline.append((round(time.monotonic() - started, 2), session.renders))
+            used = cpu_seconds()
+            timeline.append((round(time.monotonic() - started, 2), session.renders, used["main"], used["llvmpipe"]))
         return not running()
 
     yield from until(ended, 300, f"the UI run with {workers} worker(s) ends")
     seconds = time.monotonic() - started
     for region, handler in handlers:
         bpy.types.SpaceView3D.draw_handler_remove(handler, region)
-    REPORT.setdefault("ui_timeline", []).append(timeline)
+    REPORT.setdefault("ui_timeline", []).append([point[:2] for point in timeline])
     # How responsive the interface stays: this driver's timer asks for a call every 0.2 s (a busy main thread delays
     # it).
     gaps = sorted(later[0] - earlier[0] for earlier, later in zip(timeline, timeline[1:], strict=False))
     if gaps:
         timer = {"workers": workers, "median_s": round(gaps[len(gaps) // 2], 3), "max_s": round(gaps[-1], 3)}
         REPORT.setdefault("ui_timer", []).append(timer)
-    event(f"draws during the run: {counted} in {seconds:.1f} s; renders over time {timeline[::5]}")
+    # What the interface itself took from the workers' cores while images/s was measured (from the end of the
+    # first batch to the last batch): its main thread and software GL, between the first and the last timer call
+    # of that span.
+    measured = [point for point in timeline if settings.batch_size <= point[1] < steps * settings.batch_size]
+    if len(measured) >= 2 and measured[-1][0] > measured[0][0]:
+        (begin, *_, begin_main, begin_gl), (end, *_, end_main, end_gl) = measured[0], measured[-1]
+        cores = {"main": (end_main - begin_main) / (end - begin), "llvmpipe": (end_gl - begin_gl) / (end - begin)}
+        cores = {kind: round(value, 3) for kind, value in cores.items()}
+        REPORT.setdefault("ui_steady_cores", []).append({"workers": workers, **cores})
+        if workers > 1:
+            busy = cores["main"] + cores["llvmpipe"]
+            what = f"the interface's threads use at most {STEADY_CORES} cores while workers render"
+            check(what, busy <= STEADY_CORES, cores)
+    event(f"draws during the run: {counted} in {seconds:.1f} s; renders over time {[p[:2] for p in timeline[::5]]}")
     if workers > 1:  # (one worker renders in this process and redraws the viewport after every slice: the samples)
         # With workers nothing in the scene changes: the view is drawn when the run starts and ends, no more. Reading
         # the targets into the file's data made 8 (one rebuild of the depsgraph restarted the progressive AA).

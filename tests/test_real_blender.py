@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 from pathlib import Path
 
@@ -267,19 +268,42 @@ def drive_ui(blender: RealBlender, start: Path, config: dict) -> tuple[dict, str
     return report, log
 
 
-# DESIGN.md and issue #14 ask an interactive run for ≥ 0.9× the headless images/s. Measured on these 2 shared cores
-# 0.93–0.96 best ÷ best, pairs 0.84–1.08 (bench/README.md, "The interactive run"); before the targets were read
-# into scratch data (8 viewport redraws at each start) 0.81–0.89, before the render workers 0.08.
+# DESIGN.md and issue #14 ask an interactive run for ≥ 0.9× the images/s of the same run headless. Each UI run is
+# compared with the headless run just before it (the machine's load drifts over minutes, and these 2 cores are
+# shared), and the guard holds for the median of those ratios: one pair disturbed either way moves it little.
+# best ÷ best did not: in one fresh-clone CI run a single headless run at 114.7 images/s (its others 87.5–97.8) put
+# it at 0.81 while the pairs' median was 0.92. Measured (bench/README.md, "The interactive run"): medians 0.92–1.00;
+# before the targets were read into scratch data (8 viewport redraws at each start) 0.83–0.90, before the render
+# workers 0.08.
 UI_RATE_GUARD = 0.9
+
+
+def rate_figures(rates: dict) -> dict:
+    """Per kind ("ui", "headless") and worker count: each run's images/s and the best; per worker count: each UI
+    run's ratio to the headless run before it, their median and best ÷ best."""
+    figures: dict = {
+        kind: {workers: {"best": max(found), "all": found} for workers, found in rates[kind].items()}
+        for kind in ("ui", "headless")
+    }
+    figures["ratio"] = {}
+    for workers, ui in rates["ui"].items():
+        pairs = [u / h for u, h in zip(ui, rates["headless"][workers], strict=True)]
+        figures["ratio"][workers] = {
+            "median_of_pairs": statistics.median(pairs),
+            "pairs": [round(ratio, 3) for ratio in pairs],
+            "best_over_best": max(ui) / max(rates["headless"][workers]),
+        }
+    return figures
 
 
 def test_ui_run_with_workers_against_the_headless_images_per_s(blender: RealBlender, extension_zip: Path) -> None:
     """The same run (the supershape preset, 8 × 32 px images a step, 2 render workers) from the panel in the real UI
-    and through ``blender -b -P scenefit_batch.py``, alternating five times (the driver starts the headless runs
-    while the UI waits): the UI's best images/s is at least UI_RATE_GUARD × the headless best, the 3D Viewport is
-    drawn at most 3 times a run (the driver checks), and both learn the same values.
+    and through ``blender -b -P scenefit_batch.py``, alternating seven times (the driver starts the headless runs
+    while the UI waits): the median of the UI's images/s over the headless run's before it is at least
+    UI_RATE_GUARD, the 3D Viewport is drawn at most 3 times a run (the driver checks), and both learn the same values.
     Each rate is result.json's images_per_s (from the end of the first batch: the workers' start-up left out). Once
-    in-process too, reported only: without workers the UI renders on its main thread between redraws."""
+    in-process too, reported only: without workers the UI renders on its main thread between redraws. Reported too:
+    the cores the interface's own threads used while the rate was measured, and how often its 0.2 s timer fired."""
     script = blender.install(extension_zip)
     targets = generate_targets(blender, script, 8)
     start = blender.folder / "start.blend"
@@ -292,27 +316,29 @@ def test_ui_run_with_workers_against_the_headless_images_per_s(blender: RealBlen
         "batch_script": str(script),
         "preset": str(PRESET),
         "workers": 2,
-        "rounds": int(os.environ.get("SCENEFIT_UI_RATE_ROUNDS", "5")),
+        "rounds": int(os.environ.get("SCENEFIT_UI_RATE_ROUNDS", "7")),
         "steps": int(os.environ.get("SCENEFIT_UI_RATE_STEPS", "60")),
         "in_process_steps": 4,
         "timeout": 900,
     }
     report, _log = drive_ui(blender, start, config)
     rates = report["rates"]
-    figures = {
-        kind: {workers: {"best": max(found), "all": found} for workers, found in rates[kind].items()}
-        for kind in ("ui", "headless")
-    }
-    ratio = {w: figures["ui"][w]["best"] / figures["headless"][w]["best"] for w in figures["ui"]}
-    print(f"images/s UI vs headless: {json.dumps(figures)}; ratio (best UI / best headless) {ratio}")
+    figures = rate_figures(rates)
+    print(f"images/s UI vs headless: {json.dumps(figures)}")
     print(f"the interface's 0.2 s timer during the UI runs: {report['ui_timer']}")
+    print(f"cores the interface used while images/s was measured: {report.get('ui_steady_cores')}")
     figures_file = os.environ.get("SCENEFIT_UI_RATE_JSON")  # bench/workers.py --ui reads the figures from here
     if figures_file:
-        measured = {"figures": figures, "ratio": ratio, "timer": report["ui_timer"], "config": config}
+        measured = {
+            "figures": figures,
+            "timer": report["ui_timer"],
+            "steady_cores": report.get("ui_steady_cores", []),
+            "config": config,
+        }
         Path(figures_file).write_text(json.dumps(measured, indent=1))
     assert all(rates["same_values"]), rates["same_values"]  # one seed, one run: UI or headless, workers or not
     assert len(rates["ui"]["2"]) == len(rates["headless"]["2"]) == config["rounds"]
-    assert ratio["2"] >= UI_RATE_GUARD, (ratio, figures)
+    assert figures["ratio"]["2"]["median_of_pairs"] >= UI_RATE_GUARD, figures
 
 
 def save_panel_picture(shot: Path, where: dict, target: Path) -> None:
