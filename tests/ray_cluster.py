@@ -3,7 +3,9 @@
 ``two_node_cluster()`` makes two network namespaces of its own (``sf-head-<pid>x<n>``, ``sf-work-<pid>x<n>``) joined
 by a veth pair whose addresses (10.203.0.1/24, 10.203.0.2/24) exist only inside them, starts a Ray head node in the
 first (one CPU) and a worker node in the second (two CPUs and two units of the custom resource ``scenefit_worker``:
-room for two SceneFit render actors, pinned to the other host), and yields a ``RayCluster``. On every ending (a
+room for two SceneFit render actors, pinned to the other host), and yields a ``RayCluster``. Its folder
+``driver_only`` is this machine's everywhere but on the worker node, which sees an empty tmpfs there (a mount
+namespace of its own): what a driver puts there exists on the driver's "machine" only. On every ending (a
 normal exit, a failed test, KeyboardInterrupt, SIGTERM) it ends every process inside the two namespaces by its pid
 and deletes them; after SIGKILL, where no code runs, the next cluster removes the namespaces whose pid no longer lives.
 Needs root (``ip netns``) and Ray in the running Python's environment.
@@ -44,6 +46,11 @@ class RayCluster:
     temp: Path
     python: str = sys.executable
     seen_pids: set[int] = field(default_factory=set)
+
+    @property
+    def driver_only(self) -> Path:
+        """A folder the head node and this process see, and the worker node sees empty."""
+        return self.temp / "driver-only"
 
     def run(self, namespace: str, argv: list[str], timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
         """Run a command inside one of the namespaces (the caller's own process is not in either)."""
@@ -129,11 +136,17 @@ def _remove(names: list[str], temp: Path | None = None) -> None:
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def _ray_start(cluster: RayCluster, namespace: str, cpus: int, args: list[str]) -> None:
+def _ray_start(cluster: RayCluster, namespace: str, cpus: int, args: list[str], hide: Path | None = None) -> None:
+    """``ray start`` in ``namespace``; with ``hide``, in a mount namespace of its own where that folder is an empty
+    tmpfs (the node's processes inherit it)."""
     ray = str(Path(cluster.python).parent / "ray")
+    command = [ray, "start", "--num-cpus", str(cpus), "--object-store-memory", str(OBJECT_STORE_BYTES), *args]
+    if hide is not None:
+        mounting = 'mount -t tmpfs -o size=1m sfhidden "$0" && exec "$@"'
+        command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", mounting, str(hide), *command]
     completed = cluster.run(
         namespace,
-        [ray, "start", "--num-cpus", str(cpus), "--object-store-memory", str(OBJECT_STORE_BYTES), *args],
+        command,
         timeout=180,
         cwd=str(cluster.temp),
     )
@@ -173,6 +186,7 @@ def two_node_cluster() -> Iterator[RayCluster]:
     cluster = RayCluster(address=f"{HEAD_IP}:{PORT}", head=head, worker=worker, temp=temp)
     previous = _interrupt_on_sigterm()
     try:
+        cluster.driver_only.mkdir()
         for name in names:
             _ip("netns", "add", name)
             _ip("-n", name, "link", "set", "lo", "up")
@@ -194,6 +208,7 @@ def two_node_cluster() -> Iterator[RayCluster]:
             WORKER_SLOTS,
             ["--address", cluster.address, "--node-ip-address", WORKER_IP,
              "--resources", f'{{"{WORKER_RESOURCE}": {WORKER_SLOTS}}}'],
+            hide=cluster.driver_only,
         )  # fmt: skip
         cluster.pids()
         yield cluster

@@ -504,3 +504,63 @@ def _pixels(path: Path) -> np.ndarray:
 
     with Image.open(path) as image:
         return np.asarray(image)
+
+
+def _textured(files, folder: Path, source: str) -> Path:  # noqa: F811  (the fixture)
+    """``files``' scene with its grey faces showing a striped image texture from ``folder`` (one PNG file, or two
+    frames of an image sequence: ``source``), Workbench drawing textures; the .blend, beside ``files``' own."""
+    import bpy
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    stripes = np.full((16, 16, 3), (230, 200, 20), np.uint8)
+    stripes[:, ::4] = (20, 40, 230)
+    for frame in (1, 2):
+        Image.fromarray(stripes).save(folder / f"stripes_{frame:04d}.png")
+    bpy.ops.wm.open_mainfile(filepath=str(files["blend"]))
+    image = bpy.data.images.load(str(folder / "stripes_0001.png"))
+    image.source = source
+    bpy.data.meshes["Cube"].uv_layers.new()
+    nodes = bpy.data.materials["Grey"].node_tree.nodes
+    nodes.active = texture = nodes.new("ShaderNodeTexImage")
+    texture.image = image
+    bpy.context.scene.display.shading.color_type = "TEXTURE"
+    blend = files["tmp"] / f"textured-{source.lower()}.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True)
+    return blend
+
+
+def _generate(cluster: RayCluster, files, blend: Path, output: Path, *ray: str) -> subprocess.CompletedProcess:  # noqa: F811
+    args = [sys.executable, str(SCRIPT), str(blend), "--config", str(files["config"]), "--output", str(output)]
+    return cluster.run(cluster.head, [*args, "--generate", "4", *ray], cwd=str(files["tmp"]))
+
+
+@needs_cluster
+def test_the_scenes_external_files_travel_to_the_actors(cluster, files):  # noqa: F811  (the fixture)
+    """An image texture that exists on the driver's machine only (cluster.driver_only) is sent with the snapshot:
+    the actors on the worker node render what local rendering does, pixel for pixel, texture included."""
+    blend = _textured(files, cluster.driver_only / "textures", "FILE")
+    local, remote, plain = files["tmp"] / "tex-local", files["tmp"] / "tex-ray", files["tmp"] / "tex-none"
+    runs = ((local, blend, ()), (remote, blend, ("--ray", cluster.address)), (plain, files["blend"], ()))
+    for output, scene, ray in runs:
+        done = _generate(cluster, files, scene, output, *ray)
+        assert done.returncode == 0, done.stderr[-4000:]
+    names = sorted(p.name for p in (local / "images").iterdir())
+    assert len(names) == 4 and sorted(p.name for p in (remote / "images").iterdir()) == names
+    for name in names:
+        assert np.array_equal(_pixels(remote / "images" / name), _pixels(local / "images" / name)), name
+        assert np.abs(_pixels(local / "images" / name) - _pixels(plain / "images" / name)).mean() > 0.01  # textured
+    _assert_no_actor_left(cluster)
+
+
+@needs_cluster
+def test_external_files_that_cannot_travel_are_named_when_a_node_lacks_them(cluster, files):  # noqa: F811
+    """An image sequence (many files under one pattern: not sent) on the driver's machine only: the actors cannot
+    start and the run ends with one sentence naming the file, exit 1."""
+    blend = _textured(files, cluster.driver_only / "sequence", "SEQUENCE")
+    done = _generate(cluster, files, blend, files["tmp"] / "seq-ray", "--ray", cluster.address)
+    assert done.returncode == 1, done.stderr[-4000:]
+    frame = cluster.driver_only / "sequence" / "stripes_0001.png"
+    assert f"this machine lacks 1 file(s) the scene reads: {frame}; pack them into the .blend" in done.stderr
+    assert "Traceback" not in done.stderr, done.stderr[-4000:]
+    _assert_no_actor_left(cluster)

@@ -1,9 +1,10 @@
 """One render actor of :class:`ray_workers.RayPool`: a Ray worker process, on any node, with the bpy module.
 
 The nodes do not have the extension: this module travels to them by value (``ray.cloudpickle``), so at module level
-it imports the standard library only. ``SceneFitActor(package, blend, setup)`` unpacks the extension (a zip of its
-files, from Ray's object store) into a folder of its own, registers that folder as an extension repository of this
-process, enables SceneFit (its properties and update handlers belong to the scene), writes the snapshot .blend there
+it imports the standard library only. ``SceneFitActor(package, extension_id, blend, files, setup)`` unpacks the
+extension (a zip of its files, from Ray's object store) into a folder of its own, registers that folder as an
+extension repository of this process, enables SceneFit (its properties and update handlers belong to the scene),
+writes the snapshot .blend and the scene's external files (``files``, by their paths on the driver's machine) there
 and enters the :class:`sampler.Sampler` that :func:`worker.open_sampler` makes of ``setup`` — what a local worker
 does. ``render(sample_id, values)`` answers as a local worker does: ``("image", sample_id, image)``, or ``("error",
 sample_id, message)`` for a sample that cannot be rendered. ``stop()`` removes the folder; the pool then kills the
@@ -25,7 +26,9 @@ REPO = "scenefit_ray"  # the repository the actor's Blender knows the extension 
 
 
 class SceneFitActor:
-    def __init__(self, package: bytes, extension_id: str, blend: bytes, setup: dict[str, Any]) -> None:
+    def __init__(
+        self, package: bytes, extension_id: str, blend: bytes, files: dict[str, bytes], setup: dict[str, Any]
+    ) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="scenefit-ray-"))
         try:
             repository = self.folder / REPO
@@ -44,7 +47,14 @@ class SceneFitActor:
             self.errors = importlib.import_module(f"{name}.addon.engine.errors")
             snapshot = self.folder / "snapshot.blend"
             snapshot.write_bytes(blend)
-            self.sampler = worker.open_sampler({**setup, "snapshot": str(snapshot)})[0].__enter__()
+            copies = {}
+            for index, (path, content) in enumerate(sorted(files.items())):
+                copy = self.folder / "external" / str(index) / os.path.basename(path)
+                copy.parent.mkdir(parents=True)
+                copy.write_bytes(content)
+                copies[path] = str(copy)
+            setup = {**setup, "snapshot": str(snapshot), "external": copies}
+            self.sampler = worker.open_sampler(setup)[0].__enter__()
         except BaseException:
             shutil.rmtree(self.folder, ignore_errors=True)
             raise

@@ -14,9 +14,11 @@ CPU and one render thread, on the nodes that offer the ``scenefit_worker`` resou
 node does, else on any node; N = 0 means as many as the cluster has room for (:func:`actors`), more is refused.
 What the actors need travels through Ray's object store, not a shared file system: the extension's files (what
 its built zip holds, :func:`package`), the snapshot of the scene as .blend bytes (:func:`workers.save_snapshot`,
-deleted here once read) and the setup. The pool waits until every actor is ready, so that the run's settings can
-name their nodes (:attr:`RayPool.summary`). A file's external data (image textures, linked libraries) reaches
-other nodes only when packed into the .blend or present at the same path there.
+deleted here once read), the files outside the .blend that its data-blocks read (image textures, sounds, fonts,
+volumes, movie clips, caches: :func:`..scene.external.sendable`; the actor points the snapshot at its copies) and
+the setup. What cannot be sent that way (an image sequence, a UDIM set, a linked library) must be packed or at the
+same path on every node: an actor on a node that lacks it cannot start, and says which files. The pool waits until
+every actor is ready, so that the run's settings can name their nodes (:attr:`RayPool.summary`).
 
 Faults are a local pool's, the policy of :class:`pool.RenderPool` that both share: an actor that dies (its process
 killed, its node lost) or renders nothing for :func:`pool.image_timeout` is killed, started again (said in
@@ -51,7 +53,7 @@ import numpy as np
 
 from ...engine.errors import ClusterError, RenderError, cut
 from ..data.preferences import ADDON_PACKAGE
-from ..scene import devices
+from ..scene import devices, external
 from ..scene.clips import ClipSettings
 from ..scene.render import RenderSettings
 from .pool import POLL_S, RenderPool, Sample, WorkerRecord
@@ -228,10 +230,12 @@ class RayPool(RenderPool):
             blend = snapshot.read_bytes()
         finally:
             shutil.rmtree(snapshot.parent, ignore_errors=True)
+        files = {path: Path(path).read_bytes() for path in external.sendable()}
         setup = worker_setup("", scene, specs, settings, clip, ACTOR_CPUS)  # the actor names its own snapshot
+        setup.update(origin=str(snapshot.parent), present=external.present())
         # The user's Cycles devices as this machine sees them (one GPU per actor is not assigned across nodes).
         setup["devices"] = devices.for_workers(scene, settings.engine, 1)[0].to_dict()
-        self._arguments = (ray.put(package()), ADDON_PACKAGE.rsplit(".", 1)[-1], ray.put(blend), setup)
+        self._arguments = (ray.put(package()), ADDON_PACKAGE.rsplit(".", 1)[-1], ray.put(blend), ray.put(files), setup)
         super().__init__()
         try:
             for index in range(self.count):

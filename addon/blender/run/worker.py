@@ -28,8 +28,8 @@ from types import SimpleNamespace
 
 import bpy
 
-from ...engine.errors import SceneFitError
-from ..scene import devices
+from ...engine.errors import RenderError, SceneFitError
+from ..scene import devices, external
 from ..scene.clips import ClipSettings
 from ..scene.render import RenderSettings
 from .sampler import Sampler, bind
@@ -83,6 +83,15 @@ def open_sampler(setup: dict) -> tuple[Sampler, dict]:
     :class:`Sampler` of its scene, specs, render settings and clip, rendering with its threads, and the devices as
     applied; a Ray actor (:mod:`ray_actor`) renders through this too."""
     bpy.ops.wm.open_mainfile(filepath=setup["snapshot"], load_ui=False)
+    if setup["origin"]:  # a snapshot saved on another machine: its external files are where this one put them
+        external.redirect(setup["external"], setup["origin"])
+    lost = external.missing(setup["present"])
+    if lost:
+        shown = ", ".join(lost[:3]) + (f" and {len(lost) - 3} more" if len(lost) > 3 else "")
+        raise RenderError(
+            f"this machine lacks {len(lost)} file(s) the scene reads: {shown}; pack them into the .blend "
+            "(File ▸ External Data ▸ Pack Resources) or put them at the same paths on every node"
+        )
     scene = bpy.data.scenes[setup["scene"]]
     # Workers × threads ≤ cores: Cycles would otherwise start one thread per core in every worker.
     scene.render.threads_mode = "FIXED"

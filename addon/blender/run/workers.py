@@ -127,9 +127,15 @@ def worker_setup(
     threads: int,
 ) -> dict[str, Any]:
     """What a worker needs to render (plain data, :func:`worker.open_sampler` reads it): the snapshot's path, the
-    scene's name, the specs, the render settings, the clip and its render threads."""
+    scene's name, the specs, the render settings, the clip and its render threads. A worker on another machine is
+    given the external files too (:mod:`ray_workers`; a local worker reads them where the file does): ``external``,
+    their copies there by the paths here, ``origin``, the snapshot's folder here, and ``present``, every external
+    path that exists here (:mod:`..scene.external`)."""
     return {
         "snapshot": snapshot,
+        "external": {},
+        "origin": "",
+        "present": [],
         "scene": scene.name,
         "specs": [
             {name: getattr(spec, name) for name in ("label", "id_type", "id_name", "data_path")} for spec in specs
