@@ -29,6 +29,8 @@ def test_what_can_be_sent_redirected_and_what_is_missing(external, tmp_path):
     single = bpy.data.images.load(str(_png(here / "tex" / "wood.png", (200, 100, 0))))
     sequence = bpy.data.images.load(str(_png(here / "seq" / "f_0001.png", (0, 0, 200))))
     sequence.source = "SEQUENCE"
+    clip = bpy.data.movieclips.load(sequence.filepath)  # a clip of the same frames: a sequence too
+    assert clip.source == "SEQUENCE"
     packed = bpy.data.images.load(str(_png(here / "tex" / "packed.png", (0, 200, 0))))
     packed.pack()
     bpy.data.images.new("generated", 4, 4)

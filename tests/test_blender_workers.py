@@ -207,18 +207,21 @@ def test_a_worker_that_never_starts_is_left_out_and_the_run_learns_the_same(
     tmp_path,
     monkeypatch,
 ):
-    steps = 2 * STEPS  # steps enough that batches are still rendering when the time-out is seen
+    steps = 2 * STEPS
     reference, _ = learned(blender, scene, targets_dir, tmp_path / "reference", workers=1, steps=steps)
     monkeypatch.setattr(workers, "worker_command", lambda: hanging_at_start(workers, "0"))
+    answered = workers.WorkerPool._answered
 
-    def time_out(session, step):
-        """At the first step, whatever this machine's load: worker 0 has waited its whole start-up time."""
-        if step == 1:
-            session.renderer._workers[0].started_at -= pool.START_TIMEOUT_S
+    def time_out(self, worker, answer, ticket=None):
+        """At the first image worker 1 sends, whatever this machine's load: worker 0 has waited its whole start-up
+        time. (Struck when a step is reported on the main thread instead, the pump could have rendered the run's
+        last batch by then, and the pool closed worker 0 without a word.)"""
+        if 0 in self._workers and not self._workers[0].ready:
+            self._workers[0].started_at -= pool.START_TIMEOUT_S
+        return answered(self, worker, answer, ticket)
 
-    values, warnings = learned(
-        blender, scene, targets_dir, tmp_path / "hung", workers=2, during_step=time_out, steps=steps
-    )
+    monkeypatch.setattr(workers.WorkerPool, "_answered", time_out)
+    values, warnings = learned(blender, scene, targets_dir, tmp_path / "hung", workers=2, steps=steps)
     assert values == reference  # and no process outlives the run (learned)
     timeout = f"{pool.START_TIMEOUT_S:.0f} s"
     assert warnings == [f"render worker 0 failed: it did not start within {timeout}; the run goes on with 1 worker(s)"]

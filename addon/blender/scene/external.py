@@ -5,8 +5,9 @@ On the sending machine :func:`sendable` lists the files a worker elsewhere can b
 present here, not a library) and :func:`present` every such path that exists here. A worker writes the files it was
 sent where it likes and, once it has opened the snapshot, :func:`redirect` points those data-blocks at its copies
 and every other one at the absolute path the sender read; :func:`missing` then names what it still reads from a
-path absent there but present on the sender (an image sequence, a UDIM set, a linked library): that worker's renders
-would not be the sender's. Paths inside modifiers and nodes (a mesh cache, an IES file) are not followed.
+path absent there but present on the sender (an image, clip or volume sequence, a UDIM set, a linked library): that
+worker's renders would not be the sender's. Paths inside modifiers and nodes (a mesh cache, an IES file) are not
+followed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import bpy
 
 # Collections of data-blocks that read their file through ``filepath``, which can be pointed elsewhere.
 COLLECTIONS = ("images", "sounds", "fonts", "volumes", "movieclips", "cache_files", "libraries")
-SINGLE_FILE_IMAGES = {"FILE", "MOVIE"}  # an image sequence or a UDIM set is many files under one pattern
+SINGLE_FILE_IMAGES = {"FILE", "MOVIE"}  # not an image sequence or a UDIM set: many files under one pattern
 
 
 def _blocks() -> Iterable[tuple[str, bpy.types.ID]]:
@@ -38,7 +39,14 @@ def _absolute(block: bpy.types.ID, start: str | None = None) -> str:
 
 
 def _sendable(collection: str, block: bpy.types.ID) -> bool:
-    return collection != "libraries" and (collection != "images" or block.source in SINGLE_FILE_IMAGES)
+    """Whether ``block`` reads one file (a sequence's frames, a UDIM set's tiles, a library's own data are many)."""
+    if collection == "images":
+        return block.source in SINGLE_FILE_IMAGES
+    if collection == "movieclips":
+        return block.source == "MOVIE"
+    if collection == "volumes":
+        return not block.is_sequence
+    return collection != "libraries"
 
 
 def sendable() -> list[str]:
