@@ -564,3 +564,12 @@ def test_external_files_that_cannot_travel_are_named_when_a_node_lacks_them(clus
     assert f"this machine lacks 1 file(s) the scene reads: {frame}; pack them into the .blend" in done.stderr
     assert "Traceback" not in done.stderr, done.stderr[-4000:]
     _assert_no_actor_left(cluster)
+
+
+def test_an_external_file_that_cannot_be_read_is_one_sentence(scenefit, tmp_path):
+    errors = importlib.import_module(f"{scenefit.__name__}.addon.engine.errors")
+    gone = tmp_path / "gone.png"  # listed a moment ago, removed since
+    with pytest.raises(errors.RenderError) as raised:
+        _module(scenefit, "run.ray_workers")._read_external(str(gone))
+    expected = f"cannot read {gone}, which the scene reads, for the Ray actors: No such file or directory"
+    assert str(raised.value) == expected

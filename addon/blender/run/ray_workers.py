@@ -230,7 +230,7 @@ class RayPool(RenderPool):
             blend = snapshot.read_bytes()
         finally:
             shutil.rmtree(snapshot.parent, ignore_errors=True)
-        files = {path: Path(path).read_bytes() for path in external.sendable()}
+        files = {path: _read_external(path) for path in external.sendable()}
         setup = worker_setup("", scene, specs, settings, clip, ACTOR_CPUS)  # the actor names its own snapshot
         setup.update(origin=str(snapshot.parent), present=external.present())
         # The user's Cycles devices as this machine sees them (one GPU per actor is not assigned across nodes).
@@ -321,6 +321,13 @@ class RayPool(RenderPool):
     @staticmethod
     def _owned(actor: _Actor) -> list[Any]:
         return [actor.starting] if actor.starting is not None else [ticket for _, ticket in actor.sent]
+
+
+def _read_external(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise RenderError(f"cannot read {path}, which the scene reads, for the Ray actors: {error.strerror}") from None
 
 
 def _reason(error: BaseException) -> str:
