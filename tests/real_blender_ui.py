@@ -25,6 +25,7 @@ import traceback
 
 import addon_utils
 import bpy
+import gpu
 
 CONFIG = json.loads(open(sys.argv[sys.argv.index("--") + 1]).read())
 MODULE = "bl_ext.user_default.scenefit"
@@ -296,19 +297,40 @@ def headless_run(workers: int, steps: int, output: str) -> dict:
     return result(output)
 
 
+def _stat(path: str) -> tuple[str, float] | None:
+    """A /proc stat file's name and CPU seconds (user + system); None once the thread or process has ended."""
+    try:
+        with open(path) as file:
+            name, fields = file.read().split("(", 1)[1].rsplit(")", 1)
+    except OSError:
+        return None
+    utime, stime = (int(v) for v in fields.split()[11:13])
+    return name, (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
+def _x_server() -> str | None:
+    """The /proc stat file of the Xvfb that shows this Blender (it takes each window swap's pixels)."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (found := _stat(f"/proc/{entry}/stat")) and found[0] == "Xvfb":
+            return f"/proc/{entry}/stat"
+    return None
+
+
+X_SERVER = _x_server()
+
+
 def cpu_seconds() -> dict[str, float]:
-    """CPU seconds this Blender's threads have used: its main thread, llvmpipe's (software GL drawing), the rest."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    used = {"main": 0.0, "llvmpipe": 0.0, "other": 0.0}
+    """CPU seconds this Blender's threads have used — its main thread, llvmpipe's (software GL drawing), the rest —
+    and the X server's."""
+    used = {"main": 0.0, "llvmpipe": 0.0, "other": 0.0, "xserver": 0.0}
     for task in os.listdir(f"/proc/{os.getpid()}/task"):
-        try:
-            with open(f"/proc/{os.getpid()}/task/{task}/stat") as file:
-                name, fields = file.read().split("(", 1)[1].rsplit(")", 1)
-        except OSError:  # the thread ended meanwhile
+        if (found := _stat(f"/proc/{os.getpid()}/task/{task}/stat")) is None:  # the thread ended meanwhile
             continue
-        utime, stime = (int(v) for v in fields.split()[11:13])
+        name, seconds = found
         kind = "main" if int(task) == os.getpid() else "llvmpipe" if name.startswith("llvmpipe") else "other"
-        used[kind] += (utime + stime) / ticks
+        used[kind] += seconds
+    if X_SERVER and (found := _stat(X_SERVER)):
+        used["xserver"] = found[1]
     return used
 
 
@@ -326,13 +348,18 @@ def ui_run(workers: int, steps: int):
     cpu, started = cpu_seconds(), time.monotonic()
     result_ = call(bpy.ops.scenefit.optimize, "INVOKE_DEFAULT")
     check("Optimize (INVOKE_DEFAULT, as the button) starts a modal run", result_ == {"RUNNING_MODAL"}, result_)
+    if workers > 1:  # Xvfb's GL is llvmpipe: the status bar's redraws are spaced out
+        controller, drawn_by = m("run.controller"), gpu.platform.device_type_get()
+        every, wanted = controller.CONTROLLER.status_every, controller.SOFTWARE_DRAWN_STATUS_S
+        check("drawn in software, the status bar shows the progress less often", every == wanted, (drawn_by, every))
     timeline = []
 
     def ended() -> bool:
         session = m("run.controller").CONTROLLER.session
         if session is not None:
             used = cpu_seconds()
-            timeline.append((round(time.monotonic() - started, 2), session.renders, used["main"], used["llvmpipe"]))
+            point = (round(time.monotonic() - started, 2), session.renders, used["main"], used["llvmpipe"])
+            timeline.append((*point, used["xserver"]))
         return not running()
 
     yield from until(ended, 300, f"the UI run with {workers} worker(s) ends")
@@ -347,13 +374,14 @@ def ui_run(workers: int, steps: int):
         timer = {"workers": workers, "median_s": round(gaps[len(gaps) // 2], 3), "max_s": round(gaps[-1], 3)}
         REPORT.setdefault("ui_timer", []).append(timer)
     # What the interface itself took from the workers' cores while images/s was measured (from the end of the
-    # first batch to the last batch): its main thread and software GL, between the first and the last timer call
-    # of that span.
+    # first batch to the last batch): its main thread, its software GL and the X server (reported only), between
+    # the first and the last timer call of that span.
     measured = [point for point in timeline if settings.batch_size <= point[1] < steps * settings.batch_size]
     if len(measured) >= 2 and measured[-1][0] > measured[0][0]:
-        (begin, *_, begin_main, begin_gl), (end, *_, end_main, end_gl) = measured[0], measured[-1]
-        cores = {"main": (end_main - begin_main) / (end - begin), "llvmpipe": (end_gl - begin_gl) / (end - begin)}
-        cores = {kind: round(value, 3) for kind, value in cores.items()}
+        first, last = measured[0], measured[-1]
+        span = last[0] - first[0]
+        kinds = {"main": 2, "llvmpipe": 3, "xserver": 4}  # where in a timeline point
+        cores = {kind: round((last[at] - first[at]) / span, 3) for kind, at in kinds.items()}
         REPORT.setdefault("ui_steady_cores", []).append({"workers": workers, **cores})
         if workers > 1:
             busy = cores["main"] + cores["llvmpipe"]

@@ -4,7 +4,8 @@ The Optimize operator (``ui/operators/optimize.py``) calls :meth:`RunController.
 TIMER events (the UI stays live between slices), and in a plain loop when called with EXEC_DEFAULT; tests call
 ``tick()`` directly because timers never fire in the bpy module. In-process a tick renders for :data:`TICK_SECONDS`;
 with render workers the session renders on a thread of its own and a tick, every :data:`WORKERS_TIMER_INTERVAL_S`,
-only publishes the progress and tags the sidebar for a redraw (each redraw costs the cores the workers render with:
+only publishes the progress (in the status bar every :data:`SOFTWARE_DRAWN_STATUS_S` where the interface is drawn in
+software) and tags the sidebar for a redraw (each redraw costs the cores the workers render with:
 a software-GL sidebar redraw takes ~0.2 CPU s on 2 cores). Saving the .blend mid-run writes the user's values, not a
 sample; undo, loading another file and disabling the extension stop the run first. Only one run exists at a time.
 """
@@ -28,6 +29,10 @@ from .session import Session
 
 TIMER_INTERVAL_S = 0.02  # how often the UI asks for the next slice
 WORKERS_TIMER_INTERVAL_S = 2.0  # with workers: how often the progress is published (the run goes on meanwhile)
+# …in the status bar where Blender draws in software (llvmpipe: a VM, a remote desktop, Xvfb): there each of its
+# redraws composites the whole window on the CPU, ~0.09 of 2 cores at one every 2 s, taken from the workers
+# (bench/README.md, "The interactive run"). The run's end is still seen at the next tick.
+SOFTWARE_DRAWN_STATUS_S = 6.0
 # With workers: how often the sidebar (its numbers and pictures) is redrawn. The sidebar overlaps the 3D Viewport,
 # so each of its redraws redraws the viewport too (~0.65 CPU s in software GL, the cores the workers render with);
 # the status bar shows the progress in between (ui/operators/optimize.py).
@@ -54,7 +59,8 @@ class RunController:
         self._timer: Any = None
         self._window_manager: Any = None
         self._suspended = False
-        self._sidebar_drawn_at = 0.0
+        self.status_every = 0.0  # seconds between progress texts in the status bar (0: each tick)
+        self._shown_at = dict.fromkeys(("sidebar", "status"), 0.0)
 
     @property
     def running(self) -> bool:
@@ -131,14 +137,24 @@ class RunController:
         interval = WORKERS_TIMER_INTERVAL_S if self.threaded else TIMER_INTERVAL_S
         self._timer = window_manager.event_timer_add(interval, window=window)
         self._window_manager = window_manager
-        self._sidebar_drawn_at = time.monotonic()
+        self.status_every = SOFTWARE_DRAWN_STATUS_S if _drawn_in_software() else 0.0
+        self._shown_at = dict.fromkeys(("sidebar", "status"), time.monotonic())
 
     def sidebar_due(self) -> bool:
         """With workers: whether the sidebar is due for a redraw (every :data:`WORKERS_SIDEBAR_S`); True starts the
         next wait."""
-        if time.monotonic() - self._sidebar_drawn_at < WORKERS_SIDEBAR_S:
+        return self._due("sidebar", WORKERS_SIDEBAR_S)
+
+    def status_due(self) -> bool:
+        """With workers: whether the status bar is due for the progress (each tick, every
+        :data:`SOFTWARE_DRAWN_STATUS_S` where the interface is drawn in software); True starts the next wait."""
+        return self._due("status", self.status_every)
+
+    def _due(self, what: str, every: float) -> bool:
+        now = time.monotonic()
+        if now - self._shown_at[what] < every:
             return False
-        self._sidebar_drawn_at = time.monotonic()
+        self._shown_at[what] = now
         return True
 
     def remove_timer(self) -> None:
@@ -186,6 +202,16 @@ class RunController:
     def forget(self) -> None:
         """Drop the last run's outcome (another file was loaded: its scenes are not the ones that ran)."""
         self.outcome = None
+
+
+def _drawn_in_software() -> bool:
+    """Whether this interface is drawn by a software renderer, where every redraw costs CPU."""
+    import gpu
+
+    try:
+        return gpu.platform.device_type_get() == "SOFTWARE"
+    except SystemError:  # no drawing at all: background mode
+        return False
 
 
 def _push_undo_step() -> None:

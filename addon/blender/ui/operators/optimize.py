@@ -65,7 +65,8 @@ class SCENEFIT_OT_optimize(SceneFitOperator, bpy.types.Operator):
         if not threaded:
             redraw_view3d(context)
         else:
-            _show_status(context, status_line(context.window_manager.scenefit_progress))
+            if CONTROLLER.status_due():
+                _show_status(context, status_line(context.window_manager.scenefit_progress))
             if CONTROLLER.sidebar_due():
                 redraw_view3d(context, sidebar_only=True)
         return {"PASS_THROUGH"}
