@@ -30,8 +30,8 @@ from .session import Session
 TIMER_INTERVAL_S = 0.02  # how often the UI asks for the next slice
 WORKERS_TIMER_INTERVAL_S = 2.0  # with workers: how often the progress is published (the run goes on meanwhile)
 # …in the status bar where Blender draws in software (llvmpipe: a VM, a remote desktop, Xvfb): there each of its
-# redraws composites the whole window on the CPU, ~0.09 of 2 cores at one every 2 s, taken from the workers
-# (bench/README.md, "The interactive run"). The run's end is still seen at the next tick.
+# redraws composites the whole window on the CPU, ~0.09 CPU s each (0.045 of 2 cores at one every 2 s), taken from
+# the workers (bench/README.md, "The interactive run"). The run's end is still seen at the next tick.
 SOFTWARE_DRAWN_STATUS_S = 6.0
 # With workers: how often the sidebar (its numbers and pictures) is redrawn. The sidebar overlaps the 3D Viewport,
 # so each of its redraws redraws the viewport too (~0.65 CPU s in software GL, the cores the workers render with);
