@@ -32,7 +32,8 @@ MODULE = "bl_ext.user_default.scenefit"
 REPORT: dict = {"checks": [], "error": None, "events": []}
 STARTED = time.monotonic()
 # With render workers, what the interface's own threads (main, software GL) may take of the cores while the rate is
-# measured: 0.09–0.15 measured; the targets read into the file's data (8 viewport redraws at each start) took more.
+# measured: 0.05–0.11 measured (0.09–0.16 while the status bar showed the progress each 2 s tick); the targets read
+# into the file's data (8 viewport redraws at each start) took 0.52–0.65.
 STEADY_CORES = 0.25
 
 
