@@ -54,26 +54,34 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X", "")
 
 
+def at_first_image(monkeypatch, workers, strike) -> None:
+    """Call ``strike(pool)`` when a worker pool's first image arrives, on the pump's thread: the run has batches
+    left then, whatever this machine's speed. (Struck when a step is reported on the main thread instead, the pump
+    could have rendered the run's last batch by then, and the pool closed without the fault being seen.)"""
+    answered = workers.WorkerPool._answered
+    struck = []
+
+    def answered_once_struck(self, worker, answer, ticket=None):
+        if not struck:
+            struck.append(True)
+            strike(self)
+        return answered(self, worker, answer, ticket)
+
+    monkeypatch.setattr(workers.WorkerPool, "_answered", answered_once_struck)
+
+
 def learned(
     blender,  # noqa: F811
     scene,  # noqa: F811
     targets_dir,  # noqa: F811
     output: Path,
     workers: int,
-    during_step=None,
     steps: int = STEPS,
 ) -> tuple[list, list[str]]:  # noqa: F811
     """The yaw values of every step of a short Workbench run with ``workers`` render processes, and the run's
-    warnings; ``during_step`` (session, step) is called as each step is reported."""
+    warnings."""
     config = yaw_config(blender, targets_dir, output, steps=steps, batch_size=BATCH, workers=workers)
-    holder = {}
-
-    def on_step(entry):
-        if during_step is not None:
-            during_step(holder["session"], entry["step"])
-
-    session = blender.session.Session(scene, config, tick_seconds=0.2, on_step=on_step)
-    holder["session"] = session
+    session = blender.session.Session(scene, config, tick_seconds=0.2)
     before_children = children()
     session.start()
     pids = session.renderer.pids if workers > 1 else []
@@ -99,6 +107,7 @@ def test_a_worker_that_crashes_or_hangs_is_restarted_and_the_run_learns_the_same
     blender,  # noqa: F811
     scene,  # noqa: F811
     targets_dir,  # noqa: F811
+    workers,
     pool,
     tmp_path,
     monkeypatch,
@@ -110,22 +119,19 @@ def test_a_worker_that_crashes_or_hangs_is_restarted_and_the_run_learns_the_same
     monkeypatch.setattr(pool, "MIN_IMAGE_TIMEOUT_S", 3.0)
     hit = []
 
-    def strike(session, step):
-        if step == 1 and not hit:
-            if fault == "crash and no restart":  # the restarted worker cannot start: the other renders the rest
-                broken = [sys.executable, "-c", "import sys; sys.exit('out of licences')"]
-                monkeypatch.setattr(session.renderer, "_command", broken)
-            pid = session.renderer.pids[0]
-            os.kill(pid, signal.SIGSTOP if fault == "hang" else signal.SIGKILL)
-            hit.append(pid)
+    def strike(renderer):
+        if fault == "crash and no restart":  # the restarted worker cannot start: the other renders the rest
+            broken = [sys.executable, "-c", "import sys; sys.exit('out of licences')"]
+            monkeypatch.setattr(renderer, "_command", broken)
+        pid = renderer.pids[0]
+        os.kill(pid, signal.SIGSTOP if fault == "hang" else signal.SIGKILL)
+        hit.append(pid)
 
-    # Without a restart, steps enough that the other worker is still rendering when the failed start is seen: the
-    # strike comes when step 1 is reported, by then the pump may be several batches on (2 × STEPS missed it once).
+    # Without a restart, steps enough that the other worker is still rendering when the failed start is seen.
     steps = 4 * STEPS if fault == "crash and no restart" else STEPS
     reference, _ = learned(blender, scene, targets_dir, tmp_path / "reference", workers=1, steps=steps)
-    struck, warnings = learned(
-        blender, scene, targets_dir, tmp_path / "struck", workers=2, during_step=strike, steps=steps
-    )
+    at_first_image(monkeypatch, workers, strike)
+    struck, warnings = learned(blender, scene, targets_dir, tmp_path / "struck", workers=2, steps=steps)
     assert hit and not alive(hit[0]) and struck == reference
     assert diff(before, scene_state(bpy, scene)) == []
     if fault == "crash and no restart":
@@ -210,17 +216,13 @@ def test_a_worker_that_never_starts_is_left_out_and_the_run_learns_the_same(
     steps = 2 * STEPS
     reference, _ = learned(blender, scene, targets_dir, tmp_path / "reference", workers=1, steps=steps)
     monkeypatch.setattr(workers, "worker_command", lambda: hanging_at_start(workers, "0"))
-    answered = workers.WorkerPool._answered
 
-    def time_out(self, worker, answer, ticket=None):
-        """At the first image worker 1 sends, whatever this machine's load: worker 0 has waited its whole start-up
-        time. (Struck when a step is reported on the main thread instead, the pump could have rendered the run's
-        last batch by then, and the pool closed worker 0 without a word.)"""
-        if 0 in self._workers and not self._workers[0].ready:
-            self._workers[0].started_at -= pool.START_TIMEOUT_S
-        return answered(self, worker, answer, ticket)
+    def time_out(renderer):
+        """Whatever this machine's load: worker 0 has waited its whole start-up time."""
+        if 0 in renderer._workers and not renderer._workers[0].ready:
+            renderer._workers[0].started_at -= pool.START_TIMEOUT_S
 
-    monkeypatch.setattr(workers.WorkerPool, "_answered", time_out)
+    at_first_image(monkeypatch, workers, time_out)
     values, warnings = learned(blender, scene, targets_dir, tmp_path / "hung", workers=2, steps=steps)
     assert values == reference  # and no process outlives the run (learned)
     timeout = f"{pool.START_TIMEOUT_S:.0f} s"

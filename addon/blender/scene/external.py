@@ -32,6 +32,12 @@ def _blocks() -> Iterable[tuple[str, bpy.types.ID]]:
                 yield collection, block
 
 
+def _located() -> Iterable[tuple[str, bpy.types.ID, str]]:
+    """:func:`_blocks` with the absolute path each reads."""
+    for collection, block in _blocks():
+        yield collection, block, _absolute(block)
+
+
 def _absolute(block: bpy.types.ID, start: str | None = None) -> str:
     """The absolute path ``block`` reads, its relative path taken from the folder ``start`` (default: the open
     file's)."""
@@ -51,12 +57,14 @@ def _sendable(collection: str, block: bpy.types.ID) -> bool:
 
 def sendable() -> list[str]:
     """Absolute paths of the files a worker on another machine can be sent (see the module)."""
-    return sorted({_absolute(b) for c, b in _blocks() if _sendable(c, b) and os.path.isfile(_absolute(b))})
+    return sorted(
+        {path for collection, block, path in _located() if _sendable(collection, block) and os.path.isfile(path)}
+    )
 
 
 def present() -> list[str]:
     """Absolute paths of every file (or library) the open file's own data-blocks read that exists here."""
-    return sorted({_absolute(block) for _, block in _blocks() if os.path.exists(_absolute(block))})
+    return sorted({path for _, _, path in _located() if os.path.exists(path)})
 
 
 def redirect(copies: Mapping[str, str], origin: str) -> None:
@@ -77,4 +85,4 @@ def missing(present_there: Sequence[str]) -> list[str]:
     """What the open file's own data-blocks read from a path that does not exist here but exists on the sender
     (``present_there``: its :func:`present`), after :func:`redirect`."""
     there = set(present_there)
-    return sorted({p for p in (_absolute(b) for _, b in _blocks()) if p in there and not os.path.exists(p)})
+    return sorted({path for _, _, path in _located() if path in there and not os.path.exists(path)})
