@@ -556,13 +556,15 @@ def test_the_scenes_external_files_travel_to_the_actors(cluster, files):  # noqa
 @needs_cluster
 def test_external_files_that_cannot_travel_are_named_when_a_node_lacks_them(cluster, files):  # noqa: F811
     """An image sequence (many files under one pattern: not sent) on the driver's machine only: the actors cannot
-    start and the run ends with one sentence naming the file, exit 1."""
+    start and the run ends with one sentence naming the file, exit 1, the .blend as it was and no image written."""
     blend = _textured(files, cluster.driver_only / "sequence", "SEQUENCE")
-    done = _generate(cluster, files, blend, files["tmp"] / "seq-ray", "--ray", cluster.address)
+    saved, output = blend.read_bytes(), files["tmp"] / "seq-ray"
+    done = _generate(cluster, files, blend, output, "--ray", cluster.address)
     assert done.returncode == 1, done.stderr[-4000:]
     frame = cluster.driver_only / "sequence" / "stripes_0001.png"
     assert f"this machine lacks 1 file(s) the scene reads: {frame}; pack them into the .blend" in done.stderr
     assert "Traceback" not in done.stderr, done.stderr[-4000:]
+    assert blend.read_bytes() == saved and not list(output.rglob("*.png"))
     _assert_no_actor_left(cluster)
 
 
